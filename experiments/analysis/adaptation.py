@@ -1,0 +1,361 @@
+"""Per-shift adaptation metrics, the warm - fresh gap, and the probes taken at each shift.
+
+Segments. ``shifts.jsonl`` gives the switch steps ``s_1 < s_2 < ...``; segment 0 is task 0
+(steps ``[0, s_1]``), segment ``k >= 1`` runs from ``s_k`` to ``s_{k+1}`` (the last one to the
+run's final step). An episode belongs to the segment in which it ended (``s_k < step <=
+s_{k+1}``), except that an episode which ended after ``s_k`` but was still played on the old
+task (its ``task_id`` equals the shift's ``from_task``: with ``switch_at="reset"`` the new
+task starts at the first reset after the scheduled step) is counted in the old segment.
+
+For the shift into segment ``k >= 1`` with ``N = AdaptationSpec.window`` episodes:
+
+* ``pre_level``: mean return of the last ``N`` episodes of segment ``k-1``.
+* ``post_level``: mean return of the first ``N`` episodes of segment ``k``;
+  ``drop = pre_level - post_level`` (positive = the shift cost return).
+* ``threshold``: ``AdaptationSpec.threshold`` when given (absolute mode, e.g. 0.8 on
+  sparse-reward MiniGrid); otherwise ``floor + fraction * (pre_level - floor)`` (relative
+  mode; ``floor`` is the return of a no-skill agent, 0 by default; undefined, NaN, when
+  ``pre_level <= floor``).
+* ``steps_to_threshold``: env steps from ``s_k`` to the end of the first episode at which
+  the trailing mean of the last ``w = min(N, episodes in segment)`` returns reaches the
+  threshold (full windows only, so one lucky episode does not count). If it is never
+  reached the shift is **censored**: ``steps_to_threshold`` is ``None``, ``censored`` is
+  True and ``steps_lower_bound`` is the segment length (the true value is larger).
+* ``auc``: the length-weighted mean return over the segment's episodes, i.e. the area under
+  the per-step return curve divided by the segment's covered steps, normalised to
+  ``(auc_raw - floor) / (level - floor)`` with ``level = pre_level`` in relative mode and
+  ``level = max_return`` in absolute mode (no normalisation, ``auc = auc_raw``, in absolute
+  mode when ``max_return`` is not given). ``auc_raw`` is kept as a column.
+* ``mean_return``: plain mean return of the segment's episodes; ``final_return``: mean of
+  its last ``N`` episodes.
+
+Fresh reference. A run with ``reference = "fresh"`` (networks, optimiser and exploration
+re-initialised at every switch) is the reference of a ``"continual"`` run when env id,
+agent algorithm, seed, total steps and schedule period are all equal (values missing from
+both configs count as equal). ``gap_<m>(k) = m(continual, k) - m(fresh, k)`` for ``m`` in
+:data:`GAP_METRICS`. For ``steps_to_threshold``: both observed -> the difference; continual
+censored and fresh observed -> censored with lower bound ``segment length - fresh``;
+otherwise (fresh censored) undefined (NaN), since only a bound in the wrong direction is
+known.
+
+Probes. For the shift at step ``s`` from task ``a`` to ``b``: the ``"pre"`` probe row at
+step ``s`` (task ``a``) and the ``"init"`` probe row at step ``s`` (task ``b``), per network;
+when no row has exactly step ``s``, the row of that phase with the matching task id nearest
+to ``s``. Each metric becomes the column ``"<phase>/<network>/<metric>"``.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from experiments.analysis.load import Run, load_runs
+from experiments.errors import ConfigError
+
+__all__ = [
+    "AdaptationSpec",
+    "ADAPTATION_METRICS",
+    "GAP_METRICS",
+    "segment_of_episodes",
+    "shift_metrics",
+    "segment_returns",
+    "match_fresh",
+    "adaptation_table",
+    "probe_columns",
+    "rank_value",
+    "write_csv",
+]
+
+ADAPTATION_METRICS = ("pre_level", "drop", "steps_to_threshold", "auc", "mean_return",
+                      "final_return")
+GAP_METRICS = ("drop", "steps_to_threshold", "auc", "mean_return", "final_return")
+_PROBE_META = {"step", "task_id", "phase", "network", "time", "wall_time"}
+
+
+@dataclass(frozen=True)
+class AdaptationSpec:
+    """How adaptation is measured (see the module docstring for the definitions).
+
+    Attributes:
+        window: N, episodes in the pre/post levels, the trailing recovery mean and the final level.
+        fraction: relative mode: recover to ``floor + fraction * (pre_level - floor)``.
+        threshold: absolute mode when set: recover to this return (e.g. 0.8 for MiniGrid).
+        floor: return of a no-skill agent (0 for most tasks, e.g. -500 for Acrobot).
+        max_return: absolute mode: the AUC normaliser (e.g. 1.0 for MiniGrid).
+    """
+
+    window: int = 10
+    fraction: float = 0.8
+    threshold: float | None = None
+    floor: float = 0.0
+    max_return: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.window < 1:
+            raise ConfigError(f"window = {self.window!r}; must be a positive number of episodes")
+        if not 0.0 < self.fraction <= 1.0:
+            raise ConfigError(f"fraction = {self.fraction!r}; must be in (0, 1]")
+
+    @property
+    def mode(self) -> str:
+        return "absolute" if self.threshold is not None else "relative"
+
+    def describe(self) -> str:
+        if self.threshold is not None:
+            norm = (f"max_return = {self.max_return:g}" if self.max_return is not None
+                    else "not normalised")
+            return (f"absolute threshold {self.threshold:g} (window N = {self.window} episodes; "
+                    f"AUC {norm}, floor {self.floor:g})")
+        return (f"relative threshold: floor + {self.fraction:g} x (pre-shift level - floor), "
+                f"floor {self.floor:g} (window N = {self.window} episodes; AUC normalised "
+                "by the pre-shift level)")
+
+
+def segment_of_episodes(run: Run) -> np.ndarray:
+    """Segment index of every episode of ``run`` (module docstring: ended-in rule with the
+    task-id correction for episodes that straddle a switch)."""
+    steps = run.episodes["step"]
+    shift_steps = np.array([int(s["step"]) for s in run.shifts], dtype=np.int64)
+    seg = np.searchsorted(shift_steps, steps, side="left")  # number of shifts strictly before
+    task = run.episodes["task_id"]
+    for k in range(1, len(shift_steps) + 1):
+        shift = run.shifts[k - 1]
+        old, new = shift.get("from_task"), shift.get("to_task")
+        if old is None or old == new:
+            continue
+        straddle = (seg == k) & (task == int(old))
+        seg[straddle] = k - 1
+    return seg
+
+
+def _mean(values: np.ndarray) -> float:
+    values = values[np.isfinite(values)]
+    return float(values.mean()) if len(values) else math.nan
+
+
+def _steps_to_threshold(steps: np.ndarray, returns: np.ndarray, start: int, threshold: float,
+                        window: int) -> int | None:
+    """First ``steps[j] - start`` where the trailing mean of ``window`` returns reaches
+    ``threshold``; ``None`` if never (censored)."""
+    w = min(window, len(returns))
+    if w == 0 or not math.isfinite(threshold):
+        return None
+    # sum / w rather than a convolution with 1/w weights: a window of eight 1s and two 0s
+    # must average to exactly 0.8, or a threshold of 0.8 is missed by rounding.
+    trailing = np.lib.stride_tricks.sliding_window_view(returns, w).sum(axis=1) / w
+    # trailing[i] is the mean of episodes i .. i + w - 1
+    hit = np.flatnonzero(trailing >= threshold)
+    if len(hit) == 0:
+        return None
+    return int(steps[hit[0] + w - 1]) - start
+
+
+def shift_metrics(run: Run, spec: AdaptationSpec | None = None) -> list[dict[str, Any]]:
+    """Adaptation metrics of every shift of ``run``: one dict per segment ``k >= 1``."""
+    spec = spec or AdaptationSpec()
+    n = spec.window
+    seg = segment_of_episodes(run)
+    ep_steps, ep_ret, ep_len = (run.episodes[k] for k in ("step", "return", "length"))
+    bounds = [int(s["step"]) for s in run.shifts] + [run.end_step]
+    rows = []
+    for k, shift in enumerate(run.shifts, start=1):
+        start, end = bounds[k - 1], bounds[k]
+        before = ep_ret[seg == k - 1]
+        after_mask = seg == k
+        after, after_steps, after_len = ep_ret[after_mask], ep_steps[after_mask], ep_len[after_mask]
+        pre = _mean(before[-n:])
+        post = _mean(after[:n])
+        if spec.threshold is not None:
+            threshold = float(spec.threshold)
+        elif math.isfinite(pre) and pre > spec.floor:
+            threshold = spec.floor + spec.fraction * (pre - spec.floor)
+        else:
+            threshold = math.nan
+        reached = _steps_to_threshold(after_steps, after, start, threshold, n)
+        defined = math.isfinite(threshold) and len(after) > 0
+        auc_raw = (float(np.sum(after * after_len) / np.sum(after_len)) if len(after)
+                   else math.nan)
+        if spec.threshold is None:
+            level = pre
+        else:
+            level = spec.max_return if spec.max_return is not None else None
+        if level is None:
+            auc = auc_raw
+        elif math.isfinite(level) and level > spec.floor:
+            auc = (auc_raw - spec.floor) / (level - spec.floor)
+        else:
+            auc = math.nan
+        rows.append({
+            "segment": k,
+            "shift_step": start,
+            "segment_end": end,
+            "segment_steps": end - start,
+            "from_task": shift.get("from_task"),
+            "to_task": shift.get("to_task"),
+            "oracle": bool((shift.get("at_shift") or {}).get("oracle", False)),
+            "n_episodes": int(len(after)),
+            "pre_level": pre,
+            "post_level": post,
+            "drop": pre - post,
+            "threshold": threshold,
+            "steps_to_threshold": reached if defined else math.nan,
+            "censored": bool(defined and reached is None),
+            "steps_lower_bound": (end - start) if (defined and reached is None) else None,
+            "auc": auc,
+            "auc_raw": auc_raw,
+            "mean_return": _mean(after),
+            "final_return": _mean(after[-n:]),
+        })
+    return rows
+
+
+def segment_returns(run: Run, spec: AdaptationSpec | None = None) -> dict[int, float]:
+    """Mean return of every segment, segment 0 included (for per-task bar charts)."""
+    seg = segment_of_episodes(run)
+    return {k: _mean(run.episodes["return"][seg == k]) for k in range(len(run.shifts) + 1)}
+
+
+def probe_columns(run: Run, shift: dict[str, Any]) -> dict[str, float]:
+    """The ``"pre"`` and ``"init"`` probe values at ``shift`` as ``"<phase>/<net>/<metric>"``."""
+    s = int(shift["step"])
+    wanted = {"pre": shift.get("from_task"), "init": shift.get("to_task")}
+    out: dict[str, float] = {}
+    for phase, task in wanted.items():
+        candidates = [r for r in run.probes if r.get("phase") == phase]
+        by_network: dict[str, dict[str, Any]] = {}
+        for row in candidates:
+            net = str(row.get("network", "net"))
+            exact = int(row["step"]) == s
+            task_ok = task is not None and row.get("task_id") == task
+            if not (exact or task_ok):
+                continue
+            best = by_network.get(net)
+            if best is None or _closer(row, best, s):
+                by_network[net] = row
+        for net, row in sorted(by_network.items()):
+            for key, value in row.items():
+                if key in _PROBE_META or isinstance(value, bool):
+                    continue
+                if isinstance(value, (int, float)) or value is None:
+                    out[f"{phase}/{net}/{key}"] = math.nan if value is None else float(value)
+    return out
+
+
+def _closer(row: dict[str, Any], best: dict[str, Any], s: int) -> bool:
+    return abs(int(row["step"]) - s) < abs(int(best["step"]) - s)
+
+
+def _match_key(run: Run) -> tuple[Any, ...]:
+    return (run.env_id, run.algo, run.seed, run.steps, run.period)
+
+
+def match_fresh(runs: Sequence[Run]) -> dict[str, Run]:
+    """Map each continual run's name to its fresh reference run (rule: module docstring).
+    When several fresh runs match, the first by directory name is used."""
+    fresh = sorted((r for r in runs if r.reference == "fresh"), key=lambda r: r.name)
+    out = {}
+    for run in runs:
+        if run.reference != "continual":
+            continue
+        for ref in fresh:
+            if _match_key(ref) == _match_key(run):
+                out[run.name] = ref
+                break
+    return out
+
+
+def _gap(metric: str, cont: dict[str, Any], ref: dict[str, Any]) -> tuple[float, bool]:
+    """(gap value, censored) for one metric; see the module docstring for the censoring rule."""
+    if metric != "steps_to_threshold":
+        return float(cont[metric]) - float(ref[metric]), False
+    c_obs = cont["steps_to_threshold"] is not None and not cont["censored"]
+    r_obs = ref["steps_to_threshold"] is not None and not ref["censored"]
+    c_val, r_val = cont["steps_to_threshold"], ref["steps_to_threshold"]
+    if c_obs and r_obs and math.isfinite(c_val) and math.isfinite(r_val):
+        return float(c_val - r_val), False
+    if cont["censored"] and r_obs and math.isfinite(r_val):
+        return math.nan, True
+    return math.nan, False
+
+
+def adaptation_table(runs: Iterable[Run | str | Path],
+                     spec: AdaptationSpec | None = None) -> list[dict[str, Any]]:
+    """One row per run x shift: identity columns, the metrics of :func:`shift_metrics`, the
+    warm - fresh gaps (``gap_<metric>``, ``gap_steps_censored``, ``gap_steps_lower_bound``,
+    ``fresh_run``; NaN/None without a matching fresh run) and the joined probe columns.
+
+    ``runs`` may be :class:`Run` objects or paths (run or sweep directories). Every run passed
+    is tabulated, whatever its status (``status`` column); the report drops unfinished and
+    diverged runs before the statistics.
+    """
+    runs = list(runs)
+    if any(not isinstance(r, Run) for r in runs):
+        paths = [r for r in runs if not isinstance(r, Run)]
+        runs = [r for r in runs if isinstance(r, Run)] + load_runs(paths)
+    spec = spec or AdaptationSpec()
+    per_run = {run.name: shift_metrics(run, spec) for run in runs}
+    fresh_of = match_fresh(runs)
+    table = []
+    for run in runs:
+        ref = fresh_of.get(run.name)
+        ref_rows = {r["segment"]: r for r in per_run[ref.name]} if ref is not None else {}
+        for row, shift in zip(per_run[run.name], run.shifts, strict=True):
+            out: dict[str, Any] = {
+                "run": run.name, "arm": run.arm, "seed": run.seed, "reference": run.reference,
+                "status": run.status, "env_id": run.env_id, "algo": run.algo,
+            }
+            out.update(row)
+            ref_row = ref_rows.get(row["segment"])
+            out["fresh_run"] = ref.name if ref_row is not None else None
+            for metric in GAP_METRICS:
+                value, censored = _gap(metric, row, ref_row) if ref_row else (math.nan, False)
+                out[f"gap_{metric}"] = value
+                if metric == "steps_to_threshold":
+                    out["gap_steps_censored"] = censored
+                    out["gap_steps_lower_bound"] = (
+                        row["segment_steps"] - ref_row["steps_to_threshold"] if censored else None)
+            out.update(probe_columns(run, shift))
+            table.append(out)
+    return table
+
+
+def rank_value(row: dict[str, Any], column: str) -> float:
+    """The value of ``column`` for rank statistics: censored steps become ``+inf`` (the worst
+    rank, all censored tied); a missing or undefined value is NaN."""
+    if column == "steps_to_threshold" and row.get("censored"):
+        return math.inf
+    if column == "gap_steps_to_threshold" and row.get("gap_steps_censored"):
+        return math.inf
+    value = row.get(column)
+    if value is None or isinstance(value, (bool, str)):
+        return math.nan
+    return float(value)
+
+
+def _csv_cell(value: Any) -> Any:
+    if value is None:
+        return ""
+    if isinstance(value, float) and math.isnan(value):
+        return ""
+    return value
+
+
+def write_csv(rows: Sequence[dict[str, Any]], path: str | Path) -> Path:
+    """Write rows (union of keys, first-seen order) as CSV; None/NaN become empty cells, so a
+    censored ``steps_to_threshold`` is empty next to ``censored = True``."""
+    path = Path(path)
+    columns: list[str] = []
+    for row in rows:
+        columns.extend(k for k in row if k not in columns)
+    with path.open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, fieldnames=columns)
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: _csv_cell(row.get(k)) for k in columns})
+    return path
