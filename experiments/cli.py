@@ -1,0 +1,234 @@
+"""The ``plasticity`` command: ``run``, ``sweep``, ``report``, ``envs``, ``list``.
+
+User mistakes (a ValueError subclass from any of our packages: ConfigError, EnvError,
+AgentError, SpectralError) print one line, ``plasticity: error: <message>``, and exit
+with code 2 before anything is written; a diverged run exits 1; anything else is a bug and
+keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+from experiments.errors import ConfigError, RunDiverged
+
+DEFAULT_STUDY = Path(__file__).parent / "defaults" / "default.toml"
+DEFAULT_OUT = "runs/default"
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage mistake is one line and exit code 2 like every other mistake."""
+
+    def error(self, message: str) -> NoReturn:
+        print(f"plasticity: error: {message} (see `{self.prog} --help`)", file=sys.stderr)
+        raise SystemExit(2)
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    from agents.base import AgentError
+    from envs.errors import EnvError
+    from spectral.errors import SpectralError
+
+    return (ConfigError, EnvError, AgentError, SpectralError)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="plasticity", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    run = sub.add_parser("run", help="run one experiment (no CONFIG: the embedded default study)",
+                         description="Run CONFIG.toml, or with no CONFIG the embedded default "
+                         "study (PPO on the MiniGrid hidden-moving-goal stream, continual + "
+                         "fresh reference in parallel) followed by its report.")
+    run.add_argument("args", nargs="*", metavar="[CONFIG.toml] [table.key=value ...]",
+                     help="a run config and/or overrides such as agent.learning_rate=3e-4")
+    run.add_argument("--env", help="stream id (env.id); see `plasticity envs`")
+    run.add_argument("--agent", choices=("dqn", "ppo"), help="agent.algo")
+    run.add_argument("--steps", type=int, help="experiment.steps")
+    run.add_argument("--seed", type=int, help="experiment.seed")
+    run.add_argument("--out", help="run directory (default study: its sweep directory)")
+    run.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                     help="override a config key (repeatable)")
+    run.add_argument("--resume", metavar="DIR", help="continue the run in DIR from its last checkpoint")
+    run.add_argument("--overwrite", action="store_true", help="replace a finished run directory")
+    run.add_argument("--workers", type=int, default=2, help="default study: parallel runs (2)")
+
+    sweep = sub.add_parser("sweep", help="run a grid of experiments (see experiments/sweep.py)")
+    sweep.add_argument("file", metavar="SWEEP.toml")
+    sweep.add_argument("--workers", type=int, default=1, help="parallel runs (default 1)")
+    sweep.add_argument("--backend", choices=("local", "ray"), default="local")
+    sweep.add_argument("--address", help="ray cluster address (default: a local ray instance)")
+    sweep.add_argument("--out", help="sweep directory (default: the file's `out` or runs/sweeps/NAME)")
+    sweep.add_argument("--smoke", action="store_true", help="apply the file's [smoke] overrides")
+    sweep.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                       help="override a key of [base] (repeatable)")
+    sweep.add_argument("--overwrite", action="store_true", help="run every member again")
+    sweep.add_argument("--no-report", action="store_true", help="do not write the report")
+
+    report = sub.add_parser("report", help="write the report of run or sweep directories")
+    report.add_argument("paths", nargs="+", metavar="DIR")
+    report.add_argument("--out", help="report directory")
+
+    sub.add_parser("envs", help="list the registered non-stationary streams")
+    lister = sub.add_parser("list", help="list agents, mitigations, probe metrics or streams")
+    lister.add_argument("what", choices=("agents", "mitigations", "metrics", "envs"))
+    return parser
+
+
+# ----------------------------------------------------------------------------- commands
+def _split_run_args(args: Sequence[str]) -> tuple[str | None, list[str]]:
+    config = [a for a in args if "=" not in a]
+    if len(config) > 1:
+        raise ConfigError(f"more than one config file given: {config!r}; give one CONFIG.toml "
+                          "and overrides as table.key=value")
+    return (config[0] if config else None), [a for a in args if "=" in a]
+
+
+def _flag_overrides(ns: argparse.Namespace) -> dict[str, Any]:
+    from experiments.config import parse_overrides
+
+    out: dict[str, Any] = {}
+    if ns.agent is not None:
+        out["agent.algo"] = ns.agent  # first, so a changed algo drops the old agent's keys
+    for key, value in (("env.id", ns.env), ("experiment.steps", ns.steps),
+                       ("experiment.seed", ns.seed)):
+        if value is not None:
+            out[key] = value
+    return out | parse_overrides(ns.sets)
+
+
+def cmd_run(ns: argparse.Namespace) -> int:
+    from experiments.config import apply_overrides, from_dict, parse_overrides
+    from experiments.runner import run
+    from experiments.tomlio import load_toml
+
+    config_path, positional = _split_run_args(ns.args)
+    overrides = _flag_overrides(ns) | parse_overrides(positional)
+    if ns.resume:
+        if config_path is not None:
+            raise ConfigError("--resume DIR takes the config saved in DIR; do not also give CONFIG")
+        saved = Path(ns.resume) / "config.toml"
+        if not saved.is_file():
+            raise ConfigError(f"--resume {ns.resume!r}: no config.toml there, so it is not a run directory")
+        data = apply_overrides(load_toml(saved), overrides | {"experiment.out": ns.resume})
+    elif config_path is not None:
+        data = apply_overrides(load_toml(config_path), overrides)
+        if ns.out:
+            data = apply_overrides(data, {"experiment.out": ns.out})
+    else:
+        return _run_default_study(ns, overrides)
+    result = run(from_dict(data), overwrite=ns.overwrite)
+    print(f"run finished: {result.run_dir} ({result.steps} steps, {result.wall_time:.1f}s, "
+          f"probes {result.probe_fraction:.1%} of the time)")
+    print(f"report: plasticity report {result.run_dir}")
+    return 0
+
+
+def _run_default_study(ns: argparse.Namespace, overrides: dict[str, Any]) -> int:
+    from experiments.sweep import load_sweep, run_sweep, summary
+
+    seed = overrides.pop("experiment.seed", None)
+    sweep = load_sweep(DEFAULT_STUDY, out=ns.out or DEFAULT_OUT, overrides=overrides,
+                       seeds=None if seed is None else [seed])
+    print(f"plasticity: default study: {len(sweep.runs)} runs "
+          f"({', '.join(r.name for r in sweep.runs)}) -> {sweep.directory}", file=sys.stderr)
+    result = run_sweep(sweep, workers=ns.workers, overwrite=ns.overwrite)
+    print(summary(result))
+    if result.failed:
+        return 1
+    report = write_report([sweep.directory], None)
+    print(f"report: {report}")
+    return 0
+
+
+def cmd_sweep(ns: argparse.Namespace) -> int:
+    from experiments.config import parse_overrides
+    from experiments.sweep import load_sweep, run_sweep, summary
+
+    sweep = load_sweep(ns.file, out=ns.out, smoke=ns.smoke, overrides=parse_overrides(ns.sets))
+    result = run_sweep(sweep, workers=ns.workers, backend=ns.backend, address=ns.address,
+                       overwrite=ns.overwrite)
+    print(summary(result))
+    print(f"sweep directory: {sweep.directory}")
+    if result.failed:
+        print(f"plasticity: {len(result.failed)} of {len(sweep.runs)} runs did not finish: "
+              + ", ".join(result.failed), file=sys.stderr)
+        return 1
+    if not ns.no_report:
+        print(f"report: {write_report([sweep.directory], None)}")
+    return 0
+
+
+def write_report(paths: list[Path], out: Path | None) -> Path:
+    # Provided by experiments/report.py (the analysis/report issue): continual vs fresh
+    # return per task and probe trajectories, written next to the runs.
+    from experiments.report import write_report as _write
+
+    return _write(paths, out)
+
+
+def cmd_report(ns: argparse.Namespace) -> int:
+    paths = [Path(p) for p in ns.paths]
+    for path in paths:
+        if not path.is_dir():
+            raise ConfigError(f"report: {str(path)!r} is not a directory; give run or sweep directories")
+    print(f"report: {write_report(paths, Path(ns.out) if ns.out else None)}")
+    return 0
+
+
+def cmd_envs(ns: argparse.Namespace) -> int:
+    import envs
+
+    print(envs.format_streams())
+    return 0
+
+
+def cmd_list(ns: argparse.Namespace) -> int:
+    if ns.what == "envs":
+        return cmd_envs(ns)
+    if ns.what == "agents":
+        from experiments.config import AGENTS
+
+        print("\n".join(AGENTS))
+    elif ns.what == "mitigations":
+        from agents.mitigations import available_mitigations
+
+        print("\n".join(available_mitigations()))
+    else:
+        import spectral
+        from experiments.resolve import DEFAULT_PROBE_METRICS, probe_metric_names
+
+        descriptions = spectral.list_metrics()
+        for name in probe_metric_names():
+            mark = "*" if name in DEFAULT_PROBE_METRICS else " "
+            print(f"{mark} {name:<20} {descriptions[name]}")
+        print("(* = in the default probe set)")
+    return 0
+
+
+COMMANDS = {"run": cmd_run, "sweep": cmd_sweep, "report": cmd_report, "envs": cmd_envs,
+            "list": cmd_list}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``plasticity`` console script; returns the exit code."""
+    ns = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[ns.command](ns)
+    except RunDiverged as exc:
+        print(f"plasticity: {exc}", file=sys.stderr)
+        return 1
+    except _user_errors() as exc:
+        print(f"plasticity: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("plasticity: interrupted; run the same command again to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,338 @@
+"""Sweeps: a grid of run configs x seeds (x named arms), each run in its own directory.
+
+Sweep file (TOML)::
+
+    name = "lr_study"            # optional; default: the file's stem
+    seeds = [0, 1, 2]            # default [0]
+    out = "runs/sweeps/{name}"   # optional sweep directory (``--out`` wins)
+
+    [base]                       # a run config: the same tables as a run TOML
+    experiment = { steps = 360_000 }
+    env = { id = "plasticity/MiniGridHiddenGoal-v0" }
+    agent = { algo = "ppo" }
+
+    [grid]                       # dotted run-config keys -> lists of values (product)
+    "agent.learning_rate" = [3e-4, 1e-3]
+
+    [[arms]]                     # optional named override sets (default: one arm from base)
+    name = "continual"
+    [[arms]]
+    name = "fresh"
+    "experiment.reference" = "fresh"
+
+    [smoke]                      # overrides applied by --smoke: a few-thousand-step setting
+    "experiment.steps" = 4096
+
+Runs = arms x grid points x seeds, named ``<arm>[-<key>=<value>...]-seed<s>``, written to
+``SWEEP_DIR/runs/<name>/``. Overrides apply in the order base < grid < arm < smoke, then
+``experiment.name/arm/seed/out`` are set by the sweep. Re-running a sweep skips finished
+runs and resumes interrupted ones; a failing run is reported and the others go on.
+"""
+
+from __future__ import annotations
+
+import itertools
+import multiprocessing
+import os
+import re
+import sys
+import traceback
+from collections.abc import Mapping, Sequence
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from experiments.config import apply_overrides, from_dict, load_config, to_dict
+from experiments.errors import ConfigError, RunDiverged
+from experiments.progress import Progress
+from experiments.resolve import resolve
+from experiments.tomlio import load_toml
+
+__all__ = ["Sweep", "SweepRun", "load_sweep", "build_sweep", "run_sweep", "BACKENDS"]
+
+BACKENDS = ("local", "ray")
+SWEEP_KEYS = ("name", "seeds", "out", "base", "grid", "arms", "smoke")
+
+
+@dataclass
+class SweepRun:
+    """One run of a sweep: its name and its full (validated) config as nested dicts."""
+
+    name: str
+    config: dict[str, Any]
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.config["experiment"]["out"])
+
+
+@dataclass
+class Sweep:
+    name: str
+    directory: Path
+    runs: list[SweepRun]
+    source: str = ""  # the sweep file's text, copied to SWEEP_DIR/sweep.toml
+
+
+@dataclass
+class SweepResult:
+    directory: Path
+    outcomes: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    @property
+    def failed(self) -> list[str]:
+        return [n for n, o in self.outcomes.items() if o["status"] not in ("done", "skipped")]
+
+
+# ----------------------------------------------------------------------------- building
+def _flatten(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"experiment": {"reference": "fresh"}}`` -> ``{"experiment.reference": "fresh"}``
+    (only down to run-config keys: ``env.kwargs`` stays one value)."""
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        dotted = f"{prefix}{key}"
+        if isinstance(value, Mapping) and dotted.count(".") < 1:
+            out.update(_flatten(value, dotted + "."))
+        else:
+            out[dotted] = value
+    return out
+
+
+def _slug(value: Any) -> str:
+    if isinstance(value, (list, tuple)):
+        text = "+".join(_slug(v) for v in value) or "none"
+    elif isinstance(value, float):
+        text = f"{value:g}"
+    else:
+        text = str(value)
+    return re.sub(r"[^A-Za-z0-9_.+=-]", "_", text)
+
+
+def build_sweep(data: Mapping[str, Any], *, name: str, out: str | Path | None = None,
+                smoke: bool = False, overrides: Mapping[str, Any] | None = None,
+                source: str = "") -> Sweep:
+    """Expand a parsed sweep file into validated runs (raises ConfigError; writes nothing)."""
+    for key in data:
+        if key not in SWEEP_KEYS:
+            raise ConfigError(f"unknown sweep key {key!r}; valid keys: {', '.join(SWEEP_KEYS)} "
+                              "(run-config tables go under [base])")
+    name = str(data.get("name", name))
+    seeds = data.get("seeds", [0])
+    if not isinstance(seeds, list) or not seeds or not all(
+            isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds):
+        raise ConfigError(f"seeds = {seeds!r}: expected a non-empty list of integers >= 0")
+    base = data.get("base", {})
+    grid = data.get("grid", {})
+    if not isinstance(base, Mapping) or not isinstance(grid, Mapping):
+        raise ConfigError("[base] and [grid] must be tables")
+    grid = _flatten(grid)
+    for key, values in grid.items():
+        if not isinstance(values, list) or not values:
+            raise ConfigError(f"grid key {key!r} = {values!r}: expected a non-empty list of values")
+    arms = data.get("arms", [{}])
+    if not isinstance(arms, list) or not all(isinstance(a, Mapping) for a in arms):
+        raise ConfigError("arms must be an array of tables ([[arms]] with name = ... and overrides)")
+    smoke_overrides = _flatten(data.get("smoke", {})) if smoke else {}
+    if smoke and "smoke" not in data:
+        raise ConfigError(f"--smoke: the sweep {name!r} has no [smoke] table")
+    directory = Path(out if out is not None else str(data.get("out", "runs/sweeps/{name}"))
+                     .format(name=name)).resolve()
+
+    base = apply_overrides(base, dict(overrides or {}))
+    runs: list[SweepRun] = []
+    names = set()
+    for arm in arms:
+        arm = _flatten(arm)
+        arm_name = str(arm.pop("name", base.get("experiment", {}).get("arm", "") or "run"))
+        for point in itertools.product(*grid.values()):
+            grid_point = dict(zip(grid, point, strict=True))
+            for seed in seeds:
+                parts = [arm_name] + [f"{k.split('.')[-1]}={_slug(v)}" for k, v in grid_point.items()]
+                run_name = _slug("-".join(parts)) + f"-seed{seed}"
+                if run_name in names:
+                    raise ConfigError(f"two runs are named {run_name!r}; give each [[arms]] a "
+                                      "distinct name")
+                names.add(run_name)
+                fixed = {"experiment.name": name, "experiment.arm": arm_name,
+                         "experiment.seed": seed,
+                         "experiment.out": str(directory / "runs" / run_name)}
+                merged = apply_overrides(base, {**grid_point, **arm, **smoke_overrides, **fixed})
+                try:
+                    config = resolve(from_dict(merged))
+                except ValueError as exc:
+                    raise type(exc)(f"run {run_name!r}: {exc}") from None
+                runs.append(SweepRun(run_name, to_dict(config)))
+    return Sweep(name, directory, runs, source)
+
+
+def load_sweep(path: str | Path, *, out: str | Path | None = None, smoke: bool = False,
+               overrides: Mapping[str, Any] | None = None,
+               seeds: list[int] | None = None) -> Sweep:
+    """Read and expand a sweep file; ``overrides`` apply to ``[base]``, ``seeds`` replaces
+    the file's seeds."""
+    path = Path(path)
+    data = load_toml(path)
+    if seeds is not None:
+        data["seeds"] = seeds
+    return build_sweep(data, name=path.stem, out=out, smoke=smoke, overrides=overrides,
+                       source=path.read_text(encoding="utf-8"))
+
+
+# ----------------------------------------------------------------------------- one run
+def run_one(config: dict[str, Any], overwrite: bool = False) -> dict[str, Any]:
+    """Run one sweep member in this process; never raises (the sweep reports failures)."""
+    from experiments.runner import run
+
+    try:
+        result = run(from_dict(config), overwrite=overwrite)
+        return {"status": "done", "steps": result.steps, "wall_time": result.wall_time,
+                "probe_time": result.probe_time}
+    except RunDiverged as exc:
+        return {"status": "diverged", "message": str(exc)}
+    except Exception as exc:  # noqa: BLE001 -- one run's failure must not stop the sweep
+        return {"status": "failed", "message": f"{type(exc).__name__}: {exc}",
+                "traceback": traceback.format_exc()}
+
+
+def _init_worker() -> None:
+    import torch
+
+    torch.set_num_threads(1)
+
+
+# ----------------------------------------------------------------------------- the sweep
+def _last_step(run_dir: Path) -> int:
+    """Step of the last row of a run's metrics.jsonl (reads only the file's tail)."""
+    path = run_dir / "metrics.jsonl"
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            f.seek(max(f.tell() - 4096, 0))
+            lines = f.read().splitlines()
+    except OSError:
+        return 0
+    for line in reversed(lines):
+        m = re.match(rb'\{"step": (\d+)', line)
+        if m:
+            return int(m.group(1))
+    return 0
+
+
+def run_sweep(sweep: Sweep, *, workers: int = 1, backend: str = "local",
+              address: str | None = None, progress: str = "auto",
+              overwrite: bool = False) -> SweepResult:
+    """Run every member of ``sweep``; skip finished ones, resume interrupted ones
+    (``overwrite``: run every member again from scratch)."""
+    from experiments.runner import comparable_config, run_status
+
+    if backend not in BACKENDS:
+        raise ConfigError(f"backend {backend!r} is not valid; valid choices: {', '.join(BACKENDS)}")
+    if workers < 1:
+        raise ConfigError(f"--workers {workers} is out of range; it must be >= 1")
+    sweep.directory.mkdir(parents=True, exist_ok=True)
+    if sweep.source:
+        (sweep.directory / "sweep.toml").write_text(sweep.source, encoding="utf-8")
+    result = SweepResult(sweep.directory)
+    pending: list[SweepRun] = []
+    for member in sweep.runs:
+        status = "empty" if overwrite else run_status(member.run_dir)
+        if status in ("done", "diverged"):
+            saved = load_config(member.run_dir / "config.toml")
+            if comparable_config(saved) != comparable_config(from_dict(member.config)):
+                result.outcomes[member.name] = _outcome(member, {
+                    "status": "failed", "message": f"{member.run_dir} holds a finished run of "
+                    "another config; delete it or use another sweep directory"})
+            elif status == "done":
+                result.outcomes[member.name] = {"status": "skipped"}
+            else:
+                result.outcomes[member.name] = {"status": "diverged",
+                                                "message": "diverged earlier (see DIVERGED)"}
+        else:
+            member.config["logging"]["progress"] = "off"  # the sweep shows one bar for all
+            pending.append(member)
+    total = sum(m.config["experiment"]["steps"] for m in sweep.runs) or 1
+    done_steps = total - sum(m.config["experiment"]["steps"] for m in pending)
+    bar = Progress(total, progress, label=f"{sweep.name} ")
+
+    def show(outcomes_done: int) -> None:
+        steps = done_steps + sum(_last_step(m.run_dir) for m in pending)
+        bar.update(steps, f"runs {outcomes_done}/{len(pending)} finished")
+
+    try:
+        if backend == "local":
+            _run_local(pending, workers, result, show, overwrite)
+        else:
+            _run_ray(pending, workers, address, result, show, overwrite)
+    finally:
+        bar.close()
+    return result
+
+
+def _run_local(pending: Sequence[SweepRun], workers: int, result: SweepResult, show,
+               overwrite: bool) -> None:
+    if not pending:
+        return
+    context = multiprocessing.get_context("spawn")  # fork + torch threads is unsafe
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context,
+                             initializer=_init_worker) as pool:
+        futures = {pool.submit(run_one, m.config, overwrite): m for m in pending}
+        remaining = set(futures)
+        while remaining:
+            finished, remaining = wait(remaining, timeout=1.0, return_when=FIRST_COMPLETED)
+            for fut in finished:
+                member = futures[fut]
+                result.outcomes[member.name] = _outcome(member, fut.result())
+            show(len(futures) - len(remaining))
+
+
+def _run_ray(pending: Sequence[SweepRun], workers: int, address: str | None,
+             result: SweepResult, show, overwrite: bool) -> None:
+    try:
+        import ray
+    except ImportError:
+        raise ConfigError("--backend ray needs ray: pip install 'plasticity-testbed[ray]'") from None
+    if not pending:
+        return
+    started = False
+    if not ray.is_initialized():
+        if address:
+            ray.init(address=address)
+        else:
+            # Local workers must import our packages the way this process does.
+            root = str(Path(__file__).resolve().parent.parent)
+            path = os.pathsep.join([root, os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+            ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False,
+                     runtime_env={"env_vars": {"PYTHONPATH": path, "OMP_NUM_THREADS": "1"}})
+        started = True
+    try:
+        remote = ray.remote(num_cpus=1)(run_one)
+        refs = {remote.remote(m.config, overwrite): m for m in pending}
+        remaining = list(refs)
+        while remaining:
+            finished, remaining = ray.wait(remaining, num_returns=1, timeout=1.0)
+            for ref in finished:
+                member = refs[ref]
+                result.outcomes[member.name] = _outcome(member, ray.get(ref))
+            show(len(refs) - len(remaining))
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def _outcome(member: SweepRun, outcome: dict[str, Any]) -> dict[str, Any]:
+    if outcome["status"] in ("failed", "diverged"):
+        print(f"plasticity: run {member.name} {outcome['status']}: {outcome['message']}",
+              file=sys.stderr, flush=True)
+    return outcome
+
+
+def summary(result: SweepResult) -> str:
+    """One line per run: name, status, wall time."""
+    lines = []
+    for name, o in sorted(result.outcomes.items()):
+        extra = f"{o['wall_time']:.1f}s" if "wall_time" in o else o.get("message", "")
+        lines.append(f"  {o['status']:<9} {name}  {extra}")
+    return "\n".join(lines)
+
+

@@ -1,0 +1,128 @@
+"""``plasticity``: user mistakes give one line and exit code 2 with nothing written;
+``envs``/``list`` print the registries; a run from the command line works."""
+
+from __future__ import annotations
+
+import pytest
+
+from experiments.cli import main
+
+GOOD = """
+[experiment]
+steps = 400
+log_every = 200
+checkpoint_every = 0
+[env]
+id = "plasticity/CartPoleDynamics-v0"
+period = 200
+[agent]
+algo = "dqn"
+learning_starts = 50
+batch_size = 16
+widths = [16]
+[probes]
+metrics = ["weights"]
+init_rollout_steps = 16
+[logging]
+tensorboard = false
+progress = "off"
+"""
+
+SWEEP_BAD_KEY = """
+seeds = [0]
+[base.experiment]
+steps = 400
+[grids]
+"agent.learning_rate" = [1e-3]
+"""
+
+
+@pytest.fixture
+def workdir(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "good.toml").write_text(GOOD)
+    (tmp_path / "broken.toml").write_text("[experiment\nsteps = 1\n")
+    (tmp_path / "sweep_bad.toml").write_text(SWEEP_BAD_KEY)
+    (tmp_path / "sweep_smokeless.toml").write_text("seeds = [0]\n[base.experiment]\nsteps = 400\n")
+    return tmp_path
+
+
+MISTAKES = [
+    (["run", "missing.toml"], "config file 'missing.toml' does not exist"),
+    (["run", "broken.toml"], "broken.toml: invalid TOML"),
+    (["run", "good.toml", "experiment.stepz=3"], "unknown key experiment.stepz"),
+    (["run", "good.toml", "--steps", "-5"], "experiment.steps = -5 is out of range"),
+    (["run", "good.toml", "--set", "agent.learning_rate=fast"], "agent.learning_rate = 'fast': expected a number"),
+    (["run", "good.toml", "--env", "plasticity/CartPol-v0"], "env.id = 'plasticity/CartPol-v0' is not a registered stream"),
+    (["run", "good.toml", "--agent", "sac"], "argument --agent: invalid choice: 'sac'"),
+    (["run", "good.toml", "mitigations.names=[\"l3\"]"], "unknown mitigation 'l3'"),
+    (["run", "good.toml", "probes.metrics=[\"hessian\"]"], "unknown metric 'hessian'"),
+    (["run", "good.toml", "experiment.reference=frozen"], "experiment.reference = 'frozen' is not valid"),
+    (["run", "good.toml", "--set", "agent.gamma=1.5"], "gamma"),  # the agent's own check (AgentError)
+    (["run", "good.toml", "--set", "lr"], "override 'lr' is not of the form table.key=value"),
+    (["run", "good.toml", "other.toml"], "more than one config file"),
+    (["run", "--resume", "nowhere"], "no config.toml there"),
+    (["run", "good.toml", "--set", "probes.settings={slq_iters=0}"], "slq_iters must be a positive integer"),
+    (["sweep", "sweep_bad.toml"], "unknown sweep key 'grids'"),
+    (["sweep", "sweep_smokeless.toml", "--smoke"], "has no [smoke] table"),
+    (["sweep", "good.toml", "--workers", "0"], "unknown sweep key 'experiment'"),
+    (["report", "no_such_dir"], "'no_such_dir' is not a directory"),
+    (["list", "optimizers"], "invalid choice: 'optimizers'"),
+    (["frobnicate"], "invalid choice: 'frobnicate'"),
+]
+
+
+@pytest.mark.parametrize(("argv", "needle"), MISTAKES, ids=[" ".join(a) for a, _ in MISTAKES])
+def test_user_mistakes_give_one_line_and_exit_code_2(workdir, capsys, argv, needle):
+    before = sorted(p.name for p in workdir.iterdir())
+    code = call(argv)
+    err = capsys.readouterr().err
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("plasticity: error: ") and needle in lines[0], lines[0]
+    assert sorted(p.name for p in workdir.iterdir()) == before  # nothing written
+
+
+def call(argv: list[str]) -> int:
+    """main(argv)'s exit code, whether it returns it or argparse raises SystemExit."""
+    try:
+        return main(argv)
+    except SystemExit as exc:
+        return int(exc.code)
+
+
+def test_distinct_mistakes_are_at_least_ten():
+    assert len({needle for _, needle in MISTAKES}) >= 10
+
+
+def test_envs_and_list_print_the_registries(capsys):
+    assert main(["envs"]) == 0
+    assert "plasticity/MiniGridHiddenGoal-v0" in capsys.readouterr().out
+    assert main(["list", "mitigations"]) == 0
+    assert "l2" in capsys.readouterr().out.split()
+    assert main(["list", "metrics"]) == 0
+    out = capsys.readouterr().out
+    assert "* hessian_top" in out and "one_step_gain" in out
+
+
+def test_run_from_the_command_line_writes_a_finished_run(workdir, capsys):
+    assert main(["run", "good.toml", "--out", "r", "--seed", "3"]) == 0
+    assert "run finished: r" in capsys.readouterr().out
+    assert (workdir / "r" / "DONE").exists()
+    assert "seed = 3" in (workdir / "r" / "config.toml").read_text()
+    assert main(["run", "good.toml", "--out", "r"]) == 2  # another seed: refuses the finished dir
+    assert "--overwrite" in capsys.readouterr().err
+
+
+def test_run_without_config_runs_the_default_study_and_writes_the_report(tmp_path, capsys):
+    """The embedded default (continual + fresh in parallel, then the report), shortened."""
+    argv = ["run", "--out", str(tmp_path / "study"), "experiment.steps=2048", "env.period=1024",
+            "agent.num_steps=64", "experiment.checkpoint_every=0", 'probes.metrics=["weights"]']
+    assert call(argv) == 0
+    out = capsys.readouterr().out
+    runs = tmp_path / "study" / "runs"
+    assert sorted(p.name for p in runs.iterdir()) == ["continual-seed0", "fresh-seed0"]
+    assert all((runs / name / "DONE").exists() for name in ("continual-seed0", "fresh-seed0"))
+    assert 'reference = "fresh"' in (runs / "fresh-seed0" / "config.toml").read_text()
+    assert "report:" in out

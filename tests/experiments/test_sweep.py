@@ -1,0 +1,86 @@
+"""Sweeps: expansion, local pool with skip/resume/failure isolation, and a Ray backend."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import pytest
+from conftest import DQN_RUN
+
+from experiments.checkpoint import checkpoint_steps
+from experiments.config import apply_overrides
+from experiments.errors import ConfigError
+from experiments.logging import read_jsonl
+from experiments.sweep import build_sweep, load_sweep, run_sweep
+from experiments.tomlio import dumps_toml
+
+
+def sweep_data(**grid) -> dict:
+    base = apply_overrides(DQN_RUN, {"logging.progress": "off", "agent.loss": "mse"})
+    return {"name": "t", "seeds": [0], "base": base, "grid": grid}
+
+
+def test_expansion_is_arms_times_grid_times_seeds(tmp_path):
+    data = sweep_data(**{"agent.learning_rate": [1e-3, 3e-4]})
+    data["seeds"] = [0, 1]
+    data["arms"] = [{"name": "continual"},
+                    {"name": "fresh", "experiment": {"reference": "fresh"}},
+                    {"name": "l2", "mitigations.names": ["l2"]}]
+    data["smoke"] = {"experiment.steps": 600}
+    sweep = build_sweep(data, name="t", out=tmp_path, smoke=True)
+    assert len(sweep.runs) == 3 * 2 * 2
+    names = {r.name for r in sweep.runs}
+    assert "fresh-learning_rate=0.001-seed1" in names and "l2-learning_rate=0.0003-seed0" in names
+    fresh = next(r for r in sweep.runs if r.name.startswith("fresh"))
+    assert fresh.config["experiment"]["reference"] == "fresh"
+    assert fresh.config["experiment"]["arm"] == "fresh"
+    assert all(r.config["experiment"]["steps"] == 600 for r in sweep.runs)  # smoke applied
+    assert all(r.run_dir.parent == tmp_path / "runs" for r in sweep.runs)
+
+
+def test_a_bad_member_is_refused_before_anything_runs(tmp_path):
+    data = sweep_data(**{"agent.learning_rate": [1e-3, "fast"]})
+    with pytest.raises(ConfigError, match="learning_rate=fast-seed0.*expected a number"):
+        build_sweep(data, name="t", out=tmp_path / "s")
+    assert not (tmp_path / "s").exists()
+
+
+def test_local_sweep_skips_finished_resumes_interrupted_and_isolates_failures(tmp_path):
+    path = tmp_path / "sweep.toml"
+    path.write_text(dumps_toml(sweep_data(**{"agent.learning_rate": [1e-3, 2e-3, 1e8]})))
+    sweep = load_sweep(path, out=tmp_path / "out")
+    first = run_sweep(sweep, workers=2, progress="off")
+    statuses = {n: o["status"] for n, o in first.outcomes.items()}
+    assert statuses == {"run-learning_rate=0.001-seed0": "done", "run-learning_rate=0.002-seed0": "done",
+                        "run-learning_rate=1e+08-seed0": "diverged"}
+    assert first.failed == ["run-learning_rate=1e+08-seed0"]
+    assert (sweep.directory / "sweep.toml").read_text() == path.read_text()
+
+    # make one run look interrupted after its last checkpoint: no DONE marker
+    interrupted = sweep.directory / "runs" / "run-learning_rate=0.002-seed0"
+    (interrupted / "DONE").unlink()
+    ckpt = checkpoint_steps(interrupted / "checkpoints")[-1]
+    kept = [r for r in read_jsonl(interrupted / "metrics.jsonl") if r["step"] <= ckpt]
+
+    second = run_sweep(load_sweep(path, out=tmp_path / "out"), workers=2, progress="off")
+    statuses = {n: o["status"] for n, o in second.outcomes.items()}
+    assert statuses == {"run-learning_rate=0.001-seed0": "skipped", "run-learning_rate=0.002-seed0": "done",
+                        "run-learning_rate=1e+08-seed0": "diverged"}
+    rows = list(read_jsonl(interrupted / "metrics.jsonl"))
+    assert [r["step"] for r in rows] == list(range(200, 1801, 200))
+    assert rows[: len(kept)] == kept  # rows up to the checkpoint were kept, not re-written
+    assert (interrupted / "DONE").exists()
+
+
+@pytest.mark.skipif(importlib.util.find_spec("ray") is None,
+                    reason="ray is not installed (pip install 'plasticity-testbed[ray]')")
+def test_ray_backend_runs_a_tiny_sweep_on_a_local_instance(tmp_path):
+    data = sweep_data(**{"agent.learning_rate": [1e-3, 2e-3]})
+    data["base"] = apply_overrides(data["base"], {"experiment.steps": 400,
+                                                  "experiment.checkpoint_every": 0})
+    sweep = build_sweep(data, name="t", out=tmp_path / "ray")
+    result = run_sweep(sweep, workers=2, backend="ray", progress="off")
+    assert {o["status"] for o in result.outcomes.values()} == {"done"}, result.outcomes
+    for run in sweep.runs:
+        assert (run.run_dir / "DONE").exists()
+        assert [r["step"] for r in read_jsonl(run.run_dir / "metrics.jsonl")] == [200, 400]
