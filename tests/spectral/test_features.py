@@ -1,0 +1,123 @@
+"""Feature statistics on matrices with known singular values and constructed activations."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from spectral import (
+    SpectralError,
+    dead_fraction,
+    dormant_fraction,
+    effective_rank,
+    feature_norm,
+    feature_rank,
+    numerical_rank,
+    redo_scores,
+    singular_values,
+    srank,
+    stable_rank,
+    zero_fraction,
+)
+
+
+def with_singular_values(sigma, rows=50, cols=None, seed=0) -> torch.Tensor:
+    """A rows × cols matrix U diag(σ) Vᵀ with random orthonormal U, V."""
+    sigma = torch.as_tensor(sigma, dtype=torch.float64)
+    cols = cols or len(sigma)
+    g = torch.Generator().manual_seed(seed)
+    u, _ = torch.linalg.qr(torch.randn(rows, len(sigma), generator=g, dtype=torch.float64))
+    v, _ = torch.linalg.qr(torch.randn(cols, len(sigma), generator=g, dtype=torch.float64))
+    return u @ torch.diag(sigma) @ v.T
+
+
+SIGMA = [8.0, 4.0, 2.0, 1.0, 0.5, 0.25, 0.0, 0.0]
+
+
+def test_singular_values_recovered():
+    torch.testing.assert_close(
+        singular_values(with_singular_values(SIGMA)),
+        torch.tensor(SIGMA, dtype=torch.float64),
+        atol=1e-12,
+        rtol=0,
+    )
+
+
+def test_effective_rank_exact():
+    p = torch.tensor(SIGMA[:6], dtype=torch.float64) / sum(SIGMA)
+    expected = math.exp(-float((p * p.log()).sum()))
+    assert float(effective_rank(with_singular_values(SIGMA))) == pytest.approx(expected, rel=1e-10)
+    assert float(effective_rank(with_singular_values([3.0] * 5))) == pytest.approx(5.0, rel=1e-10)
+    assert float(effective_rank(torch.zeros(4, 3))) == 0.0
+    # The paper's log(p + 1e-8) variant differs by O(1e-8) here.
+    assert float(effective_rank(with_singular_values(SIGMA), log_eps=1e-8)) == pytest.approx(
+        expected, rel=1e-6
+    )
+
+
+def test_effective_rank_is_differentiable():
+    phi = with_singular_values(SIGMA).requires_grad_(True)
+    (grad,) = torch.autograd.grad(effective_rank(phi, log_eps=1e-8), phi)
+    assert torch.all(torch.isfinite(grad)) and grad.abs().sum() > 0
+
+
+def test_srank_covers_99_percent():
+    # Σσ = 15.75; cumulative: 8, 12, 14, 15, 15.5, 15.75 -> 0.99·15.75 = 15.59 needs 6.
+    assert srank(with_singular_values(SIGMA)) == 6
+    assert srank(with_singular_values(SIGMA), threshold=0.9) == 4  # 14.175 needs 15 (k=4)
+    assert srank(with_singular_values(SIGMA), threshold=0.5) == 1  # 8 ≥ 7.875
+    assert stable_rank is srank
+    assert srank(torch.zeros(3, 3)) == 0
+
+
+def test_feature_rank_scales_by_sqrt_batch():
+    # σ(Φ/√n) with n = 100 rows: 0.8, 0.4, 0.2, 0.1, 0.05, 0.025, 0, 0.
+    phi = with_singular_values(SIGMA, rows=100)
+    assert feature_rank(phi) == 6
+    assert feature_rank(phi, eps=0.03) == 5
+    assert feature_rank(phi, eps=0.15) == 3
+
+
+def test_numerical_rank():
+    assert numerical_rank(with_singular_values(SIGMA)) == 6
+    assert numerical_rank(with_singular_values(SIGMA), tol=0.3) == 5
+    assert numerical_rank(with_singular_values([1.0, 1e-9, 1e-20])) == 2
+
+
+def test_redo_scores_and_dormant_fraction_on_constructed_activations():
+    # Unit means of |h|: 1, 2, 3, 0.05, 0 -> layer mean 1.21.
+    h = torch.tensor([[1.0, 2.0, 3.0, 0.1, 0.0], [1.0, 2.0, 3.0, 0.0, 0.0]])
+    scores = redo_scores(h)
+    torch.testing.assert_close(scores, torch.tensor([1.0, 2.0, 3.0, 0.05, 0.0]) / 1.21)
+    assert dormant_fraction(h, tau=0.0) == pytest.approx(1 / 5)  # only the all-zero unit
+    assert dormant_fraction(h, tau=0.05) == pytest.approx(2 / 5)  # 0.05/1.21 = 0.041 ≤ 0.05
+    assert dormant_fraction(h, tau=0.9) == pytest.approx(3 / 5)  # 1/1.21 = 0.83 too
+    assert dormant_fraction(torch.zeros(3, 4)) == 1.0
+
+
+def test_dead_and_zero_fraction_are_different_things():
+    h = torch.tensor([[0.0, 1.0, 0.0], [0.0, 0.0, 2.0], [0.0, 3.0, 0.0]])
+    assert dead_fraction(h) == pytest.approx(1 / 3)  # unit 0 is zero on every sample
+    assert zero_fraction(h) == pytest.approx(6 / 9)  # 6 of 9 entries are zero
+
+
+def test_feature_norm_is_mean_row_norm():
+    phi = torch.tensor([[3.0, 4.0], [0.0, 1.0]])
+    assert float(feature_norm(phi)) == pytest.approx(3.0)
+
+
+def test_bad_inputs():
+    with pytest.raises(SpectralError, match="2-D"):
+        effective_rank(torch.ones(2, 3, 4))
+    with pytest.raises(SpectralError, match="2-D"):
+        dormant_fraction(torch.ones(5))
+    with pytest.raises(SpectralError, match="eps"):
+        feature_rank(torch.ones(3, 3), eps=-1)
+    with pytest.raises(SpectralError, match="tau"):
+        dormant_fraction(torch.ones(3, 3), tau=-0.1)
+    with pytest.raises(SpectralError, match="threshold"):
+        srank(torch.ones(3, 3), threshold=1.5)
+    with pytest.raises(SpectralError, match="floating"):
+        srank(torch.ones(3, 3, dtype=torch.long))
