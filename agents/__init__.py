@@ -9,15 +9,27 @@ from agents.base import (
     ProbeTarget,
     ShiftPolicy,
 )
+from agents.dqn import DQN, DQNConfig
 from agents.networks import MLP
+from agents.normalization import ObservationNormalizer, RewardNormalizer, RunningMeanStd
+from agents.ppo import PPO, PPOConfig
+from agents.replay import ReplayBuffer
 
 __all__ = [
+    "DQN",
     "MLP",
+    "PPO",
     "AgentError",
     "Batch",
+    "DQNConfig",
     "DivergenceError",
     "LearnResult",
     "Mitigation",
+    "ObservationNormalizer",
+    "PPOConfig",
     "ProbeTarget",
+    "ReplayBuffer",
+    "RewardNormalizer",
+    "RunningMeanStd",
     "ShiftPolicy",
 ]

@@ -1,0 +1,63 @@
+"""Action distributions for PPO, written out so sampling takes an explicit generator.
+
+``torch.distributions`` validates arguments on every call and draws from the global RNG;
+here every draw uses the agent's own ``torch.Generator`` (so probes and side rollouts never
+change training) and the maths is a few tensor ops:
+
+* :class:`CategoricalPolicy` (Discrete actions): ``log pi(a|s) = log_softmax(logits)[a]``,
+  ``H = -sum_a pi(a) log pi(a)``; sampling by inverting the CDF.
+* :class:`GaussianPolicy` (Box actions): diagonal Gaussian with a state-independent
+  ``log_std`` parameter; ``log pi(a|s) = sum_d [-(a_d-mu_d)^2 / (2 sigma_d^2) - log sigma_d
+  - log(2 pi)/2]``, ``H = sum_d [1/2 + log(2 pi)/2 + log sigma_d]``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+_HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
+
+
+class CategoricalPolicy:
+    """Maps actor logits to a categorical distribution over ``n`` actions."""
+
+    continuous = False
+
+    def sample(self, logits: Tensor, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+        # Inverse-CDF sampling: one uniform per row (cheaper than torch.multinomial on
+        # the tiny batches of acting).
+        log_probs = torch.log_softmax(logits, dim=-1)
+        cdf = log_probs.exp().cumsum(-1)
+        u = torch.rand((*logits.shape[:-1], 1), generator=generator, dtype=logits.dtype)
+        actions = (cdf < u * cdf[..., -1:]).sum(-1, keepdim=True).clamp_(max=logits.shape[-1] - 1)
+        return actions.squeeze(-1), log_probs.gather(-1, actions).squeeze(-1)
+
+    def log_prob_entropy(self, logits: Tensor, actions: Tensor) -> tuple[Tensor, Tensor]:
+        log_probs = torch.log_softmax(logits, dim=-1)
+        log_prob = log_probs.gather(-1, actions.long().unsqueeze(-1)).squeeze(-1)
+        entropy = -(log_probs.exp() * log_probs).sum(-1)
+        return log_prob, entropy
+
+
+class GaussianPolicy:
+    """Diagonal Gaussian around the actor output with a learned, state-independent log-std."""
+
+    continuous = True
+
+    def __init__(self, log_std: nn.Parameter) -> None:
+        self.log_std = log_std
+
+    def sample(self, mean: Tensor, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+        noise = torch.randn(mean.shape, generator=generator, dtype=mean.dtype)
+        actions = mean + self.log_std.exp() * noise
+        log_prob = (-0.5 * noise.square() - self.log_std - _HALF_LOG_2PI).sum(-1)
+        return actions, log_prob
+
+    def log_prob_entropy(self, mean: Tensor, actions: Tensor) -> tuple[Tensor, Tensor]:
+        z = (actions - mean) * torch.exp(-self.log_std)
+        log_prob = (-0.5 * z.square() - self.log_std - _HALF_LOG_2PI).sum(-1)
+        entropy = (0.5 + _HALF_LOG_2PI + self.log_std).sum(-1).expand(log_prob.shape)
+        return log_prob, entropy

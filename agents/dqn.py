@@ -1,0 +1,390 @@
+"""DQN (Mnih et al. 2015) in the style of CleanRL's ``dqn.py``, pausable and probe-able.
+
+One training loop (:meth:`DQN.learn`): epsilon-greedy acting from a linear schedule,
+1-step transitions into a preallocated :class:`~agents.replay.ReplayBuffer`, and every
+``train_frequency`` env steps (after ``learning_starts``) ``gradient_steps`` Adam steps on
+the n-step TD loss against a target network that is hard-copied (``tau = 1``) or
+Polyak-averaged every ``target_network_frequency`` env steps.
+
+All randomness comes from the agent's own generators (numpy for epsilon-greedy and replay
+sampling, torch for network initialisation), so probes and :meth:`DQN.collect` cannot
+change training.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+import torch.nn.functional as F
+from gymnasium import spaces
+from torch import Tensor
+
+from agents import _common as common
+from agents.base import (
+    AgentError,
+    Batch,
+    LearnResult,
+    Mitigation,
+    ProbeTarget,
+    ShiftPolicy,
+    check_choice,
+)
+from agents.networks import MLP
+from agents.replay import ReplayBuffer
+
+LOSSES = ("huber", "mse")
+
+
+@dataclass
+class DQNConfig:
+    """DQN hyperparameters; defaults are CleanRL's CartPole ``dqn.py`` settings.
+
+    Exceptions to CleanRL: ``loss`` defaults to Huber (with MSE and no gradient clipping the
+    TD loss of a continually trained DQN grew 100-4,000x across shifts), and epsilon's
+    decay is stored as an absolute ``exploration_steps`` (CleanRL: 50% of 500k steps) so an
+    oracle arm can re-warm it at a shift.
+
+    Attributes:
+        seed: seeds network init, epsilon-greedy, replay sampling and the first env reset.
+        learning_rate: Adam step size.
+        buffer_size: replay capacity (transitions).
+        gamma: discount.
+        tau: target update rate (1.0 = hard copy).
+        target_network_frequency: env steps between target updates.
+        batch_size: transitions per gradient step.
+        start_e / end_e: epsilon at the start / end of the linear decay.
+        exploration_steps: env steps of the decay (from step 0 or from a re-warm).
+        learning_starts: env steps before the first update.
+        train_frequency: env steps between updates.
+        gradient_steps: optimiser steps per update (replay ratio = this / train_frequency).
+        n_step: length of the n-step return (1 = classic DQN).
+        double_dqn: pick the bootstrap action with the online net (van Hasselt et al.).
+        loss: "huber" (smooth L1, delta 1) or "mse".
+        max_grad_norm: clip the global gradient norm (None = off).
+        widths / activation / layer_norm / init: the Q network (:class:`agents.networks.MLP`).
+        adam_betas / adam_eps: Adam options.
+        update_phase: env steps between ``after_update`` mitigation hooks (after learning_starts).
+        checkpoint_buffer: include the replay buffer in ``state_dict`` (``buffer.nbytes``).
+    """
+
+    seed: int = 1
+    learning_rate: float = 2.5e-4
+    buffer_size: int = 10_000
+    gamma: float = 0.99
+    tau: float = 1.0
+    target_network_frequency: int = 500
+    batch_size: int = 128
+    start_e: float = 1.0
+    end_e: float = 0.05
+    exploration_steps: int = 250_000
+    learning_starts: int = 10_000
+    train_frequency: int = 10
+    gradient_steps: int = 1
+    n_step: int = 1
+    double_dqn: bool = False
+    loss: str = "huber"
+    max_grad_norm: float | None = None
+    widths: tuple[int, ...] = field(default=(120, 84))
+    activation: str = "relu"
+    layer_norm: bool = False
+    init: str = "default"
+    adam_betas: tuple[float, float] = (0.9, 0.999)
+    adam_eps: float = 1e-8
+    update_phase: int = 1_000
+    checkpoint_buffer: bool = True
+
+    def __post_init__(self) -> None:
+        common.check_network_fields(self)
+        check_choice("loss", self.loss, LOSSES)
+        for name in (
+            "buffer_size",
+            "target_network_frequency",
+            "batch_size",
+            "train_frequency",
+            "gradient_steps",
+            "n_step",
+            "update_phase",
+        ):
+            common.check_positive_int(name, getattr(self, name))
+        for name in ("exploration_steps", "learning_starts"):
+            value = getattr(self, name)
+            common.check_field(
+                name, value, isinstance(value, int) and value >= 0, "an integer >= 0"
+            )
+        common.check_field("tau", self.tau, 0.0 < self.tau <= 1.0, "a number in (0, 1]")
+        for name in ("start_e", "end_e"):
+            value = getattr(self, name)
+            common.check_field(name, value, 0.0 <= value <= 1.0, "a probability in [0, 1]")
+        common.check_field(
+            "batch_size",
+            self.batch_size,
+            self.batch_size <= self.buffer_size,
+            f"at most buffer_size={self.buffer_size}",
+        )
+
+
+class DQN:
+    """Deep Q-learning agent on a single ``gym.Env`` with a Box observation, Discrete actions.
+
+    Attributes the runner, probes and mitigations use: ``config``, ``global_step``,
+    ``q`` / ``networks()``, ``target_network``, ``optimizer``, ``buffer``, ``mitigations``.
+    """
+
+    def __init__(
+        self,
+        observation_space: spaces.Space,
+        action_space: spaces.Space,
+        config: DQNConfig | None = None,
+        mitigations: tuple[Mitigation, ...] | list[Mitigation] = (),
+    ) -> None:
+        if not isinstance(action_space, spaces.Discrete):
+            raise AgentError(
+                f"DQN needs a Discrete action space, got {action_space}; valid: Discrete "
+                "(use PPO for Box actions)"
+            )
+        self.mitigations = list(mitigations)
+        self.config: DQNConfig = common.configure(config or DQNConfig(), self.mitigations)
+        c = self.config
+        self.obs_shape, obs_dtype, in_dim = common.observation_spec(observation_space)
+        self.num_actions = int(action_space.n)
+        self.rng = np.random.default_rng(c.seed)
+        self.torch_rng = torch.Generator().manual_seed(c.seed)
+        self.q = MLP(
+            in_dim,
+            self.num_actions,
+            c.widths,
+            c.activation,
+            c.layer_norm,
+            c.init,
+            generator=self.torch_rng,
+        )
+        self.target_network = copy.deepcopy(self.q).requires_grad_(False)
+        self.optimizer = common.make_adam(self.q.parameters(), c)
+        self._params = list(self.q.parameters())
+        self.buffer = ReplayBuffer(c.buffer_size, self.obs_shape, obs_dtype, c.n_step, c.gamma)
+        self.global_step = 0
+        self.exploration_origin = 0  # env step at which epsilon's decay (re)started
+        self._env: gym.Env | None = None
+        self._obs: np.ndarray | None = None
+        self._episode_return, self._episode_length = 0.0, 0
+        for m in self.mitigations:
+            m.attach(self)
+
+    # ------------------------------------------------------------------------- interface
+
+    def networks(self) -> dict[str, MLP]:
+        return {"q": self.q}
+
+    def epsilon(self) -> float:
+        """Linear decay from ``start_e`` to ``end_e`` over ``exploration_steps`` from the origin."""
+        c = self.config
+        if c.exploration_steps == 0:
+            return c.end_e
+        frac = (self.global_step - self.exploration_origin) / c.exploration_steps
+        return max(c.start_e + frac * (c.end_e - c.start_e), c.end_e)
+
+    def act(self, obs: np.ndarray, epsilon: float, rng: np.random.Generator) -> int:
+        """Epsilon-greedy action for one observation."""
+        if rng.random() < epsilon:
+            return int(rng.integers(self.num_actions))
+        with torch.inference_mode():
+            x = torch.as_tensor(obs, dtype=torch.float32).unsqueeze(0)
+            q_values = common.act_forward(self.q, x)
+        return int(q_values.argmax())
+
+    def td_loss(self, batch: Batch) -> tuple[Tensor, Tensor]:
+        """(TD loss, mean Q of the taken actions) for an n-step batch from the replay buffer."""
+        q_taken = (
+            common.train_forward(self.q, batch["obs"])
+            .gather(1, batch["actions"].long().unsqueeze(1))
+            .squeeze(1)
+        )
+        with torch.no_grad():
+            next_q = common.act_forward(self.target_network, batch["next_obs"])
+            if self.config.double_dqn:
+                best = common.act_forward(self.q, batch["next_obs"]).argmax(dim=1, keepdim=True)
+                bootstrap = next_q.gather(1, best).squeeze(1)
+            else:
+                bootstrap = next_q.max(dim=1).values
+            target = batch["rewards"] + batch["discounts"] * bootstrap
+        if self.config.loss == "huber":
+            loss = F.smooth_l1_loss(q_taken, target)
+        else:
+            loss = F.mse_loss(q_taken, target)
+        return loss, q_taken.detach().mean()
+
+    # ---------------------------------------------------------------------- training loop
+
+    def learn(self, env: gym.Env, until: int) -> LearnResult:
+        """Train until ``global_step >= until``; resumes the episode in progress on ``env``.
+
+        A different ``env`` object than last call (or the first call, or after
+        ``load_state_dict``) is reset with ``seed = config.seed + global_step``.
+        """
+        c = self.config
+        if env is not self._env:
+            self._reset_env(env)
+        episodes: list[tuple[int, float, int]] = []
+        metrics = common.MetricMeans()
+        updates = 0
+        start_step, start_time = self.global_step, time.perf_counter()
+        obs = self._obs
+        while self.global_step < until:
+            action = self.act(obs, self.epsilon(), self.rng)
+            next_obs, reward, terminated, truncated, _ = env.step(action)
+            self.buffer.add(obs, next_obs, action, reward, terminated, truncated)
+            self.global_step += 1
+            step = self.global_step
+            self._episode_return += float(reward)
+            self._episode_length += 1
+            if terminated or truncated:
+                episodes.append((step, self._episode_return, self._episode_length))
+                self._episode_return, self._episode_length = 0.0, 0
+                obs, _ = env.reset()
+            else:
+                obs = next_obs
+
+            if step > c.learning_starts and len(self.buffer) >= c.batch_size:
+                if step % c.train_frequency == 0:
+                    for _ in range(c.gradient_steps):
+                        batch = self.buffer.sample(c.batch_size, self.rng)
+                        loss, q_mean = self.td_loss(batch)
+                        loss_value = common.check_finite(step, "losses/td_loss", loss.item())
+                        grad_norm = common.optimizer_step(self, loss, self._params)
+                        metrics.add(
+                            **{
+                                "losses/td_loss": loss_value,
+                                "losses/q_values": q_mean.item(),
+                                "losses/grad_norm": grad_norm.item(),
+                            }
+                        )
+                        updates += 1
+                if step % c.target_network_frequency == 0:
+                    self._update_target(c.tau)
+                if self.mitigations and step % c.update_phase == 0:
+                    batch = self.buffer.sample(c.batch_size, self.rng)
+                    for m in self.mitigations:
+                        m.after_update(self, batch)
+        self._obs = obs
+        common.check_parameters_finite(self.global_step, self.networks())
+        result = metrics.means()
+        result["charts/epsilon"] = self.epsilon()
+        elapsed = max(time.perf_counter() - start_time, 1e-9)
+        result["charts/sps"] = (self.global_step - start_step) / elapsed
+        return LearnResult(self.global_step, episodes, result, updates)
+
+    def _reset_env(self, env: gym.Env) -> None:
+        self._env = env
+        self._obs, _ = env.reset(seed=self.config.seed + self.global_step)
+        self._episode_return, self._episode_length = 0.0, 0
+
+    def _update_target(self, tau: float) -> None:
+        with torch.no_grad():
+            target = list(self.target_network.parameters())
+            if tau == 1.0:
+                torch._foreach_copy_(target, self._params)
+            else:
+                torch._foreach_lerp_(target, self._params, tau)
+
+    # ----------------------------------------------------------------- probes and rollouts
+
+    def probe_targets(self) -> list[ProbeTarget]:
+        return [
+            ProbeTarget(
+                name="q",
+                module=self.q,
+                layers=self.q.layers(),
+                loss=lambda batch: self.td_loss(batch)[0],
+                sample_batch=self._probe_batch,
+                inputs=lambda batch: batch["obs"],
+            )
+        ]
+
+    def _probe_batch(self, n: int, generator: torch.Generator | None = None) -> Batch:
+        """Up to ``n`` distinct replay transitions, drawn with ``generator`` (not the agent's RNG)."""
+        if len(self.buffer) == 0:
+            raise AgentError("the replay buffer is empty: call learn() first or use collect()")
+        idx = torch.randperm(len(self.buffer), generator=generator)[:n].numpy()
+        return self.buffer.gather(idx)
+
+    def collect(self, env: gym.Env, num_steps: int, seed: int) -> Batch:
+        """A side rollout of ``num_steps`` under the current epsilon-greedy policy (no training).
+
+        Resets ``env`` with ``seed`` and acts with a generator seeded by ``seed``; the agent's
+        RNGs, buffer, step count and training env are untouched. Returns every collected
+        transition as an n-step batch (the format :meth:`td_loss` takes).
+        """
+        common.check_positive_int("num_steps", num_steps)
+        rng = np.random.default_rng(seed)
+        buffer = ReplayBuffer(
+            num_steps, self.obs_shape, self.buffer.obs.dtype, self.config.n_step, self.config.gamma
+        )
+        epsilon = self.epsilon()
+        obs, _ = env.reset(seed=seed)
+        for _ in range(num_steps):
+            action = self.act(obs, epsilon, rng)
+            next_obs, reward, terminated, truncated, _ = env.step(action)
+            buffer.add(obs, next_obs, action, reward, terminated, truncated)
+            obs = env.reset()[0] if terminated or truncated else next_obs
+        return buffer.gather(np.arange(num_steps))
+
+    # ------------------------------------------------------------------ oracle and state
+
+    def on_task_switch(self, policy: ShiftPolicy) -> None:
+        """Apply the oracle knobs of ``policy``, then each mitigation's ``on_task_switch``."""
+        if policy.reinitialize:
+            # In place, so references held by the runner or mitigations stay valid.
+            self.q.reset_parameters(self.torch_rng)
+            common.reset_optimizer(self.optimizer)
+            self.buffer.clear()
+            self.exploration_origin = self.global_step
+            self._update_target(1.0)
+            for m in self.mitigations:
+                m.attach(self)
+        if policy.optimizer == "reset":
+            common.reset_optimizer(self.optimizer)
+        if policy.exploration == "rewarm":
+            self.exploration_origin = self.global_step
+        if policy.buffer == "flush":
+            self.buffer.clear()
+        if policy.target == "sync":
+            self._update_target(1.0)
+        for m in self.mitigations:
+            m.on_task_switch(self)
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to resume; the replay buffer only if ``config.checkpoint_buffer``."""
+        state = {
+            "config": asdict(self.config),
+            "q": self.q.state_dict(),
+            "target_network": self.target_network.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "global_step": self.global_step,
+            "exploration_origin": self.exploration_origin,
+            "rng": common.rng_state(self.rng, self.torch_rng),
+            "mitigations": [m.state_dict() for m in self.mitigations],
+        }
+        state = copy.deepcopy(state)  # detach from the live tensors
+        state["buffer"] = self.buffer.state_dict() if self.config.checkpoint_buffer else None
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore a checkpoint; the next ``learn`` resets its env (see :meth:`learn`)."""
+        self.q.load_state_dict(state["q"])
+        self.target_network.load_state_dict(state["target_network"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.global_step = int(state["global_step"])
+        self.exploration_origin = int(state["exploration_origin"])
+        common.load_rng_state(self.rng, self.torch_rng, state["rng"])
+        if state["buffer"] is not None:
+            self.buffer.load_state_dict(state["buffer"])
+        else:
+            self.buffer.clear()
+        common.load_mitigation_states(self.mitigations, state["mitigations"])
+        self._env = None
