@@ -76,6 +76,10 @@ class ExperimentConfig:
         out: run directory; ``{name}``, ``{arm}``, ``{seed}``, ``{reference}`` are filled in.
         checkpoint_every: env steps between checkpoints (0: only at the end).
         log_every: env steps between ``metrics.jsonl`` rows.
+        imports: Python modules imported before the config is resolved (in every worker),
+            so user-defined streams (``envs.register_stream``) and mitigations
+            (``agents.mitigations.register_mitigation``) can be named without editing the
+            package.
     """
 
     name: str = "run"
@@ -87,6 +91,7 @@ class ExperimentConfig:
     out: str = "runs/{name}/{arm}-seed{seed}"
     checkpoint_every: int = 50_000
     log_every: int = 2048
+    imports: list[str] = field(default_factory=list)
 
 
 @dataclass

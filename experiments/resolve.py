@@ -9,6 +9,7 @@ set), so the saved ``config.toml`` reproduces the run.
 from __future__ import annotations
 
 import dataclasses
+import importlib
 
 from experiments.config import RunConfig
 from experiments.errors import ConfigError
@@ -60,6 +61,13 @@ def resolve(config: RunConfig) -> RunConfig:
     e, env, probes = config.experiment, config.env, config.probes
     if not e.arm:
         e.arm = e.reference
+    for module in e.imports:
+        # User plug-ins register their streams/mitigations on import.
+        try:
+            importlib.import_module(module)
+        except ImportError as err:
+            raise ConfigError(f"experiment.imports: cannot import {module!r} ({err}); give an "
+                              "importable module name (on sys.path / PYTHONPATH)") from err
 
     streams = {s.id: s for s in envs.list_streams()}
     if env.id not in streams:

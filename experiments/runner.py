@@ -329,8 +329,9 @@ def run(
                 _probe_rows(prober.probe(agent, phase="cadence", step=step,
                                          task_id=streams.current_task(env)), write, tb)
 
-            # -- checkpoint last: every row at or before this step is already written
-            if e.checkpoint_every and stop % e.checkpoint_every == 0 and stop < e.steps:
+            # -- checkpoint last: every row at or before this step is already written. The
+            # final one keeps the trained agent for later analysis.
+            if (e.checkpoint_every and stop % e.checkpoint_every == 0) or stop == e.steps:
                 save_checkpoint(run_dir / "checkpoints", step, {
                     "step": step, "agent": agent.state_dict(), "env": streams.get_state(env),
                     "interval": interval.state(), "wall_time": wall(),

@@ -18,6 +18,7 @@ from agents.mitigations.registry import (
     make_mitigation,
     make_mitigations,
     mitigation_params,
+    register_mitigation,
 )
 from agents.mitigations.resets import Reset, ResetOnSwitch
 from agents.mitigations.shrink_perturb import ShrinkPerturb
@@ -43,6 +44,7 @@ __all__ = [
     "make_mitigation",
     "make_mitigations",
     "mitigation_params",
+    "register_mitigation",
     "spectral_norm_penalty",
     "unit_scores",
 ]

@@ -36,6 +36,20 @@ MITIGATIONS: dict[str, type[Mitigation]] = {
 }
 
 
+def register_mitigation(cls: type[Mitigation]) -> type[Mitigation]:
+    """Make a user-defined mitigation selectable by its ``name`` (usable as a decorator).
+
+    ``cls`` must be a dataclass subclass of :class:`agents.base.Mitigation` whose fields are
+    its hyperparameters. Registering a name again replaces the previous class.
+    """
+    if not (isinstance(cls, type) and issubclass(cls, Mitigation) and dataclasses.is_dataclass(cls)):
+        raise AgentError(f"{cls!r} is not a dataclass subclass of agents.base.Mitigation")
+    if not isinstance(cls.name, str) or not cls.name or cls.name == Mitigation.name:
+        raise AgentError(f"{cls.__name__} needs a class attribute `name` (got {cls.name!r})")
+    MITIGATIONS[cls.name] = cls
+    return cls
+
+
 def available_mitigations() -> dict[str, str]:
     """``{name: one-line description}`` of every registered mitigation."""
     return {
