@@ -197,7 +197,9 @@ def cmd_list(ns: argparse.Namespace) -> int:
     elif ns.what == "mitigations":
         from agents.mitigations import available_mitigations
 
-        print("\n".join(available_mitigations()))
+        mitigations = available_mitigations()
+        width = max(map(len, mitigations))
+        print("\n".join(f"{name:<{width}}  {about}" for name, about in mitigations.items()))
     else:
         import spectral
         from experiments.resolve import DEFAULT_PROBE_METRICS, probe_metric_names

@@ -1,0 +1,233 @@
+"""The study files (experiments/studies/*.toml) and the study results document.
+
+* Every study file expands into a valid sweep with the seeds and arms the issue requires.
+* Its ``[smoke]`` setting runs end to end (1 seed, the core arms: the sweep machinery has no
+  smoke override of seeds and arms, so the test selects them) and the study report is
+  written from the smoke sweeps with every section and figure.
+* On synthetic run directories with planted returns, the report's numbers equal a direct
+  computation and the conclusions follow the intervals.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from experiments.analysis.synthetic import step_episodes, write_run
+from experiments.errors import ConfigError
+from experiments.study_report import (
+    SECTIONS,
+    boot_diff,
+    boot_mean,
+    study_report_command,
+    write_study_report,
+)
+from experiments.sweep import load_sweep, run_sweep
+
+STUDIES = sorted((Path(__file__).resolve().parents[2] / "experiments" / "studies").glob("*.toml"))
+SMOKE_ARMS = ("continual", "fresh", "stationary", "l2_er")
+MIN_SEEDS = {"s1": 5, "s2": 5, "s3": 3}
+NETWORKS = {"ppo": {"policy", "value"}, "dqn": {"q"}}
+
+
+def _rows(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def _section(text: str, title: str) -> str:
+    start = text.index(title)
+    end = text.find("\n## ", start + 1)
+    return text[start:end if end >= 0 else len(text)]
+
+
+# ----------------------------------------------------------------------------- study files
+def test_three_studies_exist():
+    assert [p.stem[:2] for p in STUDIES] == ["s1", "s2", "s3"]
+
+
+@pytest.mark.parametrize("path", STUDIES, ids=lambda p: p.stem)
+def test_study_file_expands_with_required_seeds_and_arms(path):
+    sweep = load_sweep(path, out="/nonexistent/never-written")
+    arms = {r.config["experiment"]["arm"] for r in sweep.runs}
+    seeds = {r.config["experiment"]["seed"] for r in sweep.runs}
+    assert len(seeds) >= MIN_SEEDS[path.stem[:2]]
+    assert {"continual", "fresh", "stationary", "l2_er"} <= arms
+    refs = {r.config["experiment"]["arm"]: r.config["experiment"]["reference"] for r in sweep.runs}
+    assert refs["fresh"] == "fresh" and refs["stationary"] == "stationary"
+    l2er = next(r for r in sweep.runs if r.config["experiment"]["arm"] == "l2_er")
+    assert l2er.config["mitigations"]["options"]["l2_er"] == {
+        "weight_decay": 1e-3, "lr": 1e-6, "steps_per_update": 10, "adam_betas": [0.99, 0.99]}
+    header = path.read_text().split("\nname =")[0]
+    for word in ("tests", "Arms", "Seeds", "Wall time", "CUT"):
+        assert word in header, f"{path.name}: header comment lacks {word!r}"
+
+
+def test_flagship_has_the_most_arms_and_every_listed_arm():
+    arms = {p.stem[:2]: {r.config["experiment"]["arm"] for r in load_sweep(p, out="/x").runs}
+            for p in STUDIES}
+    assert arms["s1"] == {"continual", "fresh", "stationary", "l2", "er", "l2_er", "redo",
+                          "shrink_perturb", "cbp_l2", "layernorm_l2", "head_reset", "opt_reset"}
+    assert len(arms["s1"]) > len(arms["s2"]) >= len(arms["s3"])
+
+
+def test_dqn_minigrid_study_matches_the_prototype_protocol():
+    sweep = load_sweep(next(p for p in STUDIES if p.stem.startswith("s2")), out="/x")
+    for run in sweep.runs:
+        agent, shift = run.config["agent"], run.config["shift"]
+        assert (agent["n_step"], agent["loss"], agent["max_grad_norm"]) == (3, "huber", 10.0)
+        assert agent["buffer_size"] == run.config["env"]["period"] == 15_000
+        assert agent["exploration_steps"] == 15_000 // 4
+        # the oracle knobs are applied to every arm alike, continual included
+        assert (shift["exploration"], shift["buffer"]) == ("rewarm", "flush")
+
+
+# ----------------------------------------------------------------------------- smoke end to end
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory):
+    root = tmp_path_factory.mktemp("studies")
+    sweeps = []
+    for path in STUDIES:
+        sweep = load_sweep(path, out=root / path.stem, smoke=True, seeds=[0])
+        sweep.runs = [r for r in sweep.runs if r.config["experiment"]["arm"] in SMOKE_ARMS]
+        result = run_sweep(sweep, workers=2, progress="off")
+        sweeps.append((path, sweep, result))
+    out = root / "docs" / "results.md"
+    report = write_study_report([s.directory for _, s, _ in sweeps], out, root / "docs" / "figures",
+                                n_resamples=200)
+    return sweeps, report
+
+
+def test_smoke_runs_all_finish_with_probes_at_every_shift(smoke):
+    sweeps, _ = smoke
+    for path, sweep, result in sweeps:
+        assert len(sweep.runs) == len(SMOKE_ARMS)
+        assert {o["status"] for o in result.outcomes.values()} == {"done"}, result.outcomes
+        for run in sweep.runs:
+            d = run.run_dir
+            assert (d / "DONE").is_file()
+            shifts = _rows(d / "shifts.jsonl")
+            if run.config["experiment"]["reference"] == "stationary":
+                assert shifts == []
+                continue
+            assert len(shifts) == run.config["experiment"]["steps"] // run.config["env"]["period"] - 1
+            probes = _rows(d / "probes.jsonl")
+            nets = NETWORKS[run.config["agent"]["algo"]]
+            for shift in shifts:
+                at = {(p["phase"], p["network"]) for p in probes if p["step"] == shift["step"]}
+                assert at == {(ph, n) for ph in ("pre", "init") for n in nets}, (path.stem, shift)
+                init = [p for p in probes if p["step"] == shift["step"] and p["phase"] == "init"]
+                assert all(p["task_id"] == shift["to_task"] for p in init)
+                assert all(math.isfinite(p["hessian/top_1"]) for p in init)
+
+
+def test_smoke_study_report_has_every_section_and_figure(smoke):
+    sweeps, report = smoke
+    text = report.read_text()
+    positions = [text.index(title) for title in SECTIONS]
+    assert positions == sorted(positions)
+    for path, sweep, _ in sweeps:
+        assert f"### {sweep.name}" in _section(text, SECTIONS[1])
+        assert f"experiments/studies/{path.name} --out" in text
+        # every run directory is cited with its config
+        for run in sweep.runs:
+            assert f"{run.run_dir.name}/config.toml" in text
+        assert (sweep.directory / "study_correlations.csv").is_file()
+    for name in ("torch", "gymnasium", "minigrid", "numpy", "scipy", "python"):
+        assert name in _section(text, SECTIONS[0])
+    links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", text)
+    assert len(links) >= 3 * len(sweeps)
+    for link in links:
+        png = report.parent / link
+        assert png.is_file() and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", link
+    # the networks of both agents are probed and reported separately
+    spectrum = _section(text, SECTIONS[2])
+    for net in ("policy network", "value network", "q network"):
+        assert f"**{net}**" in spectrum
+
+
+def test_study_report_command_rejects_a_missing_directory(tmp_path):
+    with pytest.raises(ConfigError, match="not a directory"):
+        study_report_command([tmp_path / "nope"], tmp_path)
+
+
+# ----------------------------------------------------------------------------- computed numbers
+PERIOD = 2000  # 20 episodes of 100 steps
+N_SEG = 6
+SEEDS = 5
+
+
+def _synthetic_study(root: Path, recover_continual) -> Path:
+    """A sweep directory with continual (recovering after ``recover_continual(seed)[k]``
+    episodes), l2_er (recovers like fresh) and fresh arms; probes track the recovery."""
+    sweep = root / "synthetic_study"
+    for arm, reference in (("continual", "continual"), ("l2_er", "continual"), ("fresh", "fresh")):
+        for seed in range(SEEDS):
+            recover = recover_continual(seed) if arm == "continual" else [0] + [2] * (N_SEG - 1)
+            probes = []
+            for k in range(1, N_SEG):
+                for phase, task in (("pre", k - 1), ("init", k)):
+                    probes.append({"step": k * PERIOD, "task_id": task, "phase": phase,
+                                   "network": "q", "hessian/top_1": 1.0 + recover[k] + 0.1 * seed,
+                                   "features/hidden.1/effective_rank": 30.0 - recover[k],
+                                   "weights/norm": 10.0 + k})
+            write_run(sweep / "runs" / f"{arm}-seed{seed}", arm=arm, seed=seed,
+                      reference=reference, episodes=step_episodes(PERIOD, recover),
+                      period=PERIOD, n_segments=N_SEG, probes=probes,
+                      env_id="plasticity/MiniGridSynthetic-v0",
+                      mitigations={"l2_er": {}} if arm == "l2_er" else None)
+    return sweep
+
+
+def _table_row(section: str, first_cell: str) -> list[str]:
+    for line in section.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if cells and cells[0] == first_cell:
+            return cells
+    raise AssertionError(f"no table row {first_cell!r}")
+
+
+def test_mean_gap_equals_direct_computation_and_conclusion_follows(tmp_path):
+    rng = np.random.default_rng(1)
+    plan = {s: [0, *rng.integers(6, 18, size=N_SEG - 1).tolist()] for s in range(SEEDS)}
+    sweep = _synthetic_study(tmp_path, lambda s: plan[s])
+    report = write_study_report([sweep], tmp_path / "docs" / "results.md",
+                                tmp_path / "docs" / "figures", n_resamples=500)
+    text = report.read_text()
+    # direct: per seed, mean over tasks 1.. of (mean return continual - mean return fresh);
+    # 20 episodes per task, return 0 before the recovery and 1 after
+    per_seed = [np.mean([(20 - plan[s][k]) / 20 - (20 - 2) / 20 for k in range(1, N_SEG)])
+                for s in range(SEEDS)]
+    row = _table_row(_section(text, SECTIONS[4]), "continual")
+    assert row[3].split(" ")[0] == f"{np.mean(per_seed):.3g}"
+    mean, low, high, n = boot_mean(per_seed, n_resamples=500)
+    assert n == SEEDS and math.isclose(mean, np.mean(per_seed)) and low <= mean <= high
+    assert row[3] == f"{mean:.3g} [{low:.3g}, {high:.3g}]"
+    # every continual gap is negative, so the conclusion says so; l2_er equals fresh
+    claim = _section(text, SECTIONS[5])
+    assert "adapts worse than a fresh one (CI excludes 0, negative)" in claim
+    l2er_line = next(line for line in claim.splitlines() if line.startswith("- L2-ER: "))
+    assert "covers 0" in l2er_line
+    assert "L2-ER preserves more plasticity than plain backprop" in claim
+    # the planted probe (top eigenvalue rises with the recovery delay) is found, within arm
+    assert "q top eigenvalue" in _section(text, SECTIONS[3])
+
+
+def test_no_gap_gives_the_no_difference_conclusion(tmp_path):
+    sweep = _synthetic_study(tmp_path, lambda s: [0] + [2] * (N_SEG - 1))
+    report = write_study_report([sweep], tmp_path / "r.md", tmp_path / "fig", n_resamples=200)
+    claim = _section(report.read_text(), SECTIONS[5])
+    line = next(x for x in claim.splitlines() if x.startswith("- Loss of plasticity"))
+    assert "covers 0" in line and "worse" not in line
+
+
+def test_boot_diff_separates_shifted_samples():
+    a, b = [1.0, 1.1, 0.9, 1.05, 0.95], [0.0, 0.1, -0.1, 0.05, -0.05]
+    diff, low, high = boot_diff(a, b, n_resamples=500)
+    assert math.isclose(diff, 1.0) and 0.8 < low < diff < high < 1.2
+    diff, low, high = boot_diff(b, b, n_resamples=500)
+    assert diff == 0.0 and low < 0.0 < high
