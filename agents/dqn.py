@@ -193,6 +193,9 @@ class DQN:
         """Epsilon-greedy action for one observation."""
         if rng.random() < epsilon:
             return int(rng.integers(self.num_actions))
+        q_values = common.numpy_forward(self.q, obs)
+        if q_values is not None:
+            return int(q_values.argmax())
         with torch.inference_mode():
             x = torch.as_tensor(obs, dtype=torch.float32).unsqueeze(0)
             q_values = common.act_forward(self.q, x)

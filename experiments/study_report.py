@@ -601,6 +601,12 @@ def _section_predict(s: Stream, fig_dir: Path, out_md: Path, summary: dict[str, 
     for med, probe, target, excl, bh, n in ranking[:15]:
         body.append([_label(probe), f"`{probe}`", target, n, _f(med, 2),
                      f"{excl}/{n}", f"{bh}/{n}"])
+    if not ranking:
+        md += ["No within-arm partial correlation is defined (each needs >= 5 shifts with a "
+               "varying probe and target); see the reasons in "
+               f"`{_path(s.directory / 'study_correlations.csv')}`.", ""]
+        summary["n_within"] = 0
+        return md
     md += ["**Which probe predicts best** (top 15 by the median over arms of |partial rho|; "
            "every cell in "
            f"`{_path(s.directory / 'study_correlations.csv')}`):", ""]
@@ -694,6 +700,8 @@ def _sign_text(ci: tuple[float, ...], what: str, neg: str, pos: str) -> str:
     mean, low, high = ci[0], ci[1], ci[2]
     if not math.isfinite(mean):
         return f"{what}: not computed."
+    if not (math.isfinite(low) and math.isfinite(high)):
+        return f"{what} = {_mci(ci)}: no CI (fewer than 2 seeds), no conclusion."
     sign = _excludes_zero(low, high)
     verdict = {1: pos, -1: neg, 0: "the 95% CI covers 0: no difference detected"}[sign]
     return f"{what} = {_mci(ci)}: {verdict}."

@@ -27,7 +27,7 @@ from experiments.study_report import (
     study_report_command,
     write_study_report,
 )
-from experiments.sweep import load_sweep, run_sweep
+from experiments.sweep import Sweep, SweepRun, load_sweep, run_sweep
 
 STUDIES = sorted((Path(__file__).resolve().parents[2] / "experiments" / "studies").glob("*.toml"))
 SMOKE_ARMS = ("continual", "fresh", "stationary", "l2_er")
@@ -94,8 +94,16 @@ def smoke(tmp_path_factory):
     for path in STUDIES:
         sweep = load_sweep(path, out=root / path.stem, smoke=True, seeds=[0])
         sweep.runs = [r for r in sweep.runs if r.config["experiment"]["arm"] in SMOKE_ARMS]
-        result = run_sweep(sweep, workers=2, progress="off")
-        sweeps.append((path, sweep, result))
+        sweeps.append((path, sweep))
+    # One process pool for the three studies (saves two pool start-ups); run_sweep writes
+    # each member into its own study's directory, and the copies of the study files are
+    # written as run_sweep would.
+    everything = Sweep("smoke", root, [SweepRun(f"{s.name}/{r.name}", r.config)
+                                       for _, s in sweeps for r in s.runs])
+    result = run_sweep(everything, workers=2, progress="off")
+    for _, sweep in sweeps:
+        (sweep.directory / "sweep.toml").write_text(sweep.source, encoding="utf-8")
+    sweeps = [(path, sweep, result) for path, sweep in sweeps]
     out = root / "docs" / "results.md"
     report = write_study_report([s.directory for _, s, _ in sweeps], out, root / "docs" / "figures",
                                 n_resamples=200)
@@ -106,7 +114,8 @@ def test_smoke_runs_all_finish_with_probes_at_every_shift(smoke):
     sweeps, _ = smoke
     for path, sweep, result in sweeps:
         assert len(sweep.runs) == len(SMOKE_ARMS)
-        assert {o["status"] for o in result.outcomes.values()} == {"done"}, result.outcomes
+        assert all(result.outcomes[f"{sweep.name}/{r.name}"]["status"] == "done"
+                   for r in sweep.runs), result.outcomes
         for run in sweep.runs:
             d = run.run_dir
             assert (d / "DONE").is_file()
