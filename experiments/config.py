@@ -8,7 +8,7 @@ of ``experiments/defaults/default.toml`` is an example, and every run directory'
 log_every -- ``[env]`` id, period, num_envs, kwargs -- ``[agent]`` algo plus the fields of
 the chosen agent's own dataclass (``agents.dqn.DQNConfig`` / ``agents.ppo.PPOConfig``; they
 are not duplicated here) -- ``[mitigations]`` names, options -- ``[probes]`` metrics, pre,
-init, cadence, batch_size, init_rollout_steps, slq_every_n_shifts -- ``[shift]`` what
+init, cadence, batch_size, init_rollout_steps, slq_every_n_shifts, slq_phases -- ``[shift]`` what
 happens to the agent's state at a switch -- ``[logging]`` tensorboard, episodes, progress.
 
 Every mistake (unknown table or key, wrong type, out-of-range value, unknown name) raises
@@ -154,6 +154,9 @@ class ProbeConfig:
         slq_every_n_shifts: run the expensive metrics (SLQ density and Hessian trace)
             only at every n-th shift, counting from the first (1: every shift); the cheap
             metrics run at every shift. Cadence probes always run everything.
+        slq_phases: the shift phases at which the expensive metrics run (default only
+            ``init``, where the spectral-collapse paper measures; add ``pre`` to compare
+            both ends of a task at about twice the cost).
         settings: fields of ``spectral.ProbeConfig`` (Lanczos/SLQ budgets, thresholds),
             e.g. ``[probes.settings] slq_iters = 100``; unset fields keep the defaults below.
     """
@@ -166,6 +169,7 @@ class ProbeConfig:
     batch_size: int = 256
     init_rollout_steps: int = 256
     slq_every_n_shifts: int = 4
+    slq_phases: list[str] = field(default_factory=lambda: ["init"])
     settings: dict[str, Any] = field(default_factory=dict)
 
 
@@ -471,6 +475,9 @@ def validate(config: RunConfig) -> None:
     _positive("probes.batch_size", p.batch_size)
     _positive("probes.init_rollout_steps", p.init_rollout_steps)
     _positive("probes.slq_every_n_shifts", p.slq_every_n_shifts)
+    for phase in p.slq_phases:
+        if phase not in ("pre", "init"):
+            raise ConfigError(f"probes.slq_phases has unknown phase {phase!r}; valid choices: 'pre', 'init'")
     if p.cadence and p.cadence % e.log_every:
         raise ConfigError(
             f"probes.cadence = {p.cadence} must be a multiple of experiment.log_every = "

@@ -50,11 +50,12 @@ class Prober:
         self.settings = spectral.ProbeConfig(**config.settings)
         self.seconds = 0.0
 
-    def metrics_at(self, shift_index: int | None) -> list[str]:
-        """All metrics, except SLQ ones at shifts not on the ``slq_every_n_shifts`` grid
-        (shift_index None = a cadence probe: always all)."""
-        n = self.config.slq_every_n_shifts
-        if shift_index is None or shift_index % n == 0:
+    def metrics_at(self, shift_index: int | None, phase: str = "init") -> list[str]:
+        """All metrics, except SLQ ones at shifts off the ``slq_every_n_shifts`` grid or in
+        a phase not in ``slq_phases`` (shift_index None = a cadence probe: always all)."""
+        if shift_index is None:
+            return self.metrics
+        if shift_index % self.config.slq_every_n_shifts == 0 and phase in self.config.slq_phases:
             return self.metrics
         return self.cheap
 
@@ -77,7 +78,7 @@ class Prober:
         """One row per probe target. ``side_env`` (phase ``init``): an env already set to
         the new task; the probe batch is ``agent.collect`` on it."""
         start = time.perf_counter()
-        metrics = self.metrics_at(shift_index)
+        metrics = self.metrics_at(shift_index, phase)
         rows = []
         gen = self._generator(step, phase)
         with torch.random.fork_rng(devices=[]):

@@ -149,3 +149,15 @@ def test_unfinished_directory_of_another_config_is_refused(dqn_config):
     save_config(dqn_config(**{"agent.learning_rate": 0.5}), config.run_dir / "config.toml")
     with pytest.raises(ConfigError, match="agent.learning_rate"):
         experiments.run(config)
+
+
+def test_expensive_probes_are_thinned_by_shift_and_phase(dqn_config):
+    """SLQ density and trace run at every ``slq_every_n_shifts``-th shift, only in
+    ``slq_phases``; the cheap metrics run at every probe."""
+    config = dqn_config(**{"experiment.steps": 3000, "probes.metrics": ["hessian_top", "hessian_trace"],
+                           "probes.slq_every_n_shifts": 2, "probes.slq_phases": ["init"],
+                           "probes.settings": {"trace_samples": 6}})
+    probes = rows(experiments.run(config).run_dir, "probes.jsonl")
+    with_trace = [(p["step"], p["phase"]) for p in probes if "hessian/trace" in p]
+    assert with_trace == [(600, "init"), (1800, "init")]  # shifts 0 and 2 of 4
+    assert all("hessian/top_1" in p for p in probes) and len(probes) == 8
