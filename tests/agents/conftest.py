@@ -6,16 +6,10 @@ import dataclasses
 
 import gymnasium as gym
 import numpy as np
-import pytest
 import torch
 from minigrid.wrappers import ImgObsWrapper
 
 from agents import Mitigation
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    torch.set_num_threads(1)
 
 
 def cartpole() -> gym.Env:

@@ -7,9 +7,9 @@ import copy
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import Recorder, cartpole, empty_room, mean_return, params_equal
 
 from agents import DQN, DivergenceError, DQNConfig, ShiftPolicy
+from tests.agents.conftest import Recorder, cartpole, empty_room, mean_return, params_equal
 
 FAST = dict(
     learning_rate=1e-3,

@@ -8,9 +8,9 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
-from conftest import Recorder, cartpole_vec, empty_room, mean_return, params_equal
 
 from agents import PPO, AgentError, PPOConfig, ShiftPolicy
+from tests.agents.conftest import Recorder, cartpole_vec, empty_room, mean_return, params_equal
 
 
 def make_agent(envs, **overrides) -> PPO:

@@ -12,12 +12,11 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from conftest import DQN_RUN
-
 from experiments.checkpoint import checkpoint_steps
 from experiments.config import apply_overrides
 from experiments.logging import read_jsonl
 from experiments.tomlio import dumps_toml
+from tests.experiments.conftest import DQN_RUN
 
 ROOT = Path(__file__).resolve().parents[2]
 

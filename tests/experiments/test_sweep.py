@@ -5,7 +5,6 @@ from __future__ import annotations
 import importlib.util
 
 import pytest
-from conftest import DQN_RUN
 
 from experiments.checkpoint import checkpoint_steps
 from experiments.config import apply_overrides
@@ -13,6 +12,7 @@ from experiments.errors import ConfigError
 from experiments.logging import read_jsonl
 from experiments.sweep import build_sweep, load_sweep, run_sweep
 from experiments.tomlio import dumps_toml
+from tests.experiments.conftest import DQN_RUN
 
 
 def sweep_data(**grid) -> dict:

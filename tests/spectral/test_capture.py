@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 import torch
-from helpers import mlp
 from torch import nn
 
 from spectral import FeatureCapture, SpectralError, capture_features
+from tests.spectral.helpers import mlp
 
 
 def _hook_count(net: nn.Module) -> int:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from helpers import ce_problem, mse_problem
 from scipy.integrate import trapezoid
 
 from spectral import (
@@ -16,6 +15,7 @@ from spectral import (
     negative_mass,
     spectral_density,
 )
+from tests.spectral.helpers import ce_problem, mse_problem
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,6 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
-from helpers import ce_problem, mse_problem
 from torch import nn
 
 from spectral import (
@@ -19,6 +18,7 @@ from spectral import (
     layer_parameters,
     per_layer,
 )
+from tests.spectral.helpers import ce_problem, mse_problem
 
 PROBLEMS = {
     "mse-tanh-339": lambda: mse_problem(),

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-from helpers import ce_problem, mse_problem
 from torch import nn
 
 from spectral import GGNOperator, HessianOperator, SpectralError, hvp
+from tests.spectral.helpers import ce_problem, mse_problem
 
 
 @pytest.mark.parametrize(

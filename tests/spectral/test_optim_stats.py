@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-from helpers import mse_problem
 from torch import nn
 
 from spectral import (
@@ -15,6 +14,7 @@ from spectral import (
     one_step_gain,
     weight_norm,
 )
+from tests.spectral.helpers import mse_problem
 
 
 def test_gradient_norm_and_zero_fraction():

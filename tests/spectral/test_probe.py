@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from helpers import mse_problem
 from torch import nn
 
 from spectral import (
@@ -19,6 +18,7 @@ from spectral import (
     list_metrics,
     probe,
 )
+from tests.spectral.helpers import mse_problem
 
 FEATURE_KEYS = {
     "effective_rank", "srank", "feature_rank", "numerical_rank", "dormant_fraction",

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from helpers import mse_problem
 
 from spectral import SpectralError, hessian_trace
+from tests.spectral.helpers import mse_problem
 
 
 @pytest.fixture(scope="module")

@@ -1,8 +1,5 @@
 """A tiny agent that follows the mitigation contract (config, networks(), optimizer, hooks).
 
-(A plain module, not a conftest.py: a second ``conftest`` module would shadow the one that
-tests/agents/test_*.py import by name.)
-
 The method tests run against it so that each one checks the mitigation alone; the
 real DQN and PPO are exercised in test_mitigations_with_agents.py.
 """

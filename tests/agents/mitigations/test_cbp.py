@@ -4,10 +4,10 @@ import copy
 
 import pytest
 import torch
-from mitigation_fakes import FakeAgent as make_agent
-from mitigation_fakes import make_obs_batch
 
 from agents.mitigations import ContinualBackprop
+from tests.agents.mitigations.mitigation_fakes import FakeAgent as make_agent
+from tests.agents.mitigations.mitigation_fakes import make_obs_batch
 
 obs_batch = make_obs_batch()
 

@@ -3,13 +3,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from mitigation_fakes import FakeAgent as make_agent
-from mitigation_fakes import FakeConfig as fake_config
-from mitigation_fakes import make_obs_batch
 
 from agents.base import AgentError
 from agents.mitigations import ER, L2ER, NonStationaryAdam, differentiable_erank
 from agents.mitigations._common import capture_features
+from tests.agents.mitigations.mitigation_fakes import FakeAgent as make_agent
+from tests.agents.mitigations.mitigation_fakes import FakeConfig as fake_config
+from tests.agents.mitigations.mitigation_fakes import make_obs_batch
 
 obs_batch = make_obs_batch()
 

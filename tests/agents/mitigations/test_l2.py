@@ -1,9 +1,9 @@
 from __future__ import annotations
 
 import torch
-from mitigation_fakes import FakeAgent as make_agent
 
 from agents.mitigations import L2, L2Init
+from tests.agents.mitigations.mitigation_fakes import FakeAgent as make_agent
 
 
 def test_l2_shrinks_parameters_geometrically_with_sgd():

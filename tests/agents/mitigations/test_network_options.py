@@ -3,12 +3,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import pytest
-from mitigation_fakes import FakeAgent as make_agent
-from mitigation_fakes import FakeConfig as fake_config
 from torch import nn
 
 from agents.base import AgentError
 from agents.mitigations import CReLU, LayerNorm, NonStationaryAdam
+from tests.agents.mitigations.mitigation_fakes import FakeAgent as make_agent
+from tests.agents.mitigations.mitigation_fakes import FakeConfig as fake_config
 
 
 def test_layer_norm_builds_layernorm_blocks():

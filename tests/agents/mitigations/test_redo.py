@@ -1,12 +1,12 @@
 from __future__ import annotations
 
 import torch
-from mitigation_fakes import FakeAgent as make_agent
-from mitigation_fakes import FakeConfig as fake_config
-from mitigation_fakes import make_obs_batch
 
 from agents.mitigations import ReDo, unit_scores
 from agents.mitigations._common import capture_features, hidden_layers
+from tests.agents.mitigations.mitigation_fakes import FakeAgent as make_agent
+from tests.agents.mitigations.mitigation_fakes import FakeConfig as fake_config
+from tests.agents.mitigations.mitigation_fakes import make_obs_batch
 
 obs_batch = make_obs_batch()
 

@@ -4,13 +4,13 @@ import math
 
 import pytest
 import torch
-from mitigation_fakes import FakeAgent as make_agent
-from mitigation_fakes import FakeConfig as fake_config
-from mitigation_fakes import make_obs_batch
 from scipy import stats
 
 from agents.base import AgentError
 from agents.mitigations import Reset, ResetOnSwitch
+from tests.agents.mitigations.mitigation_fakes import FakeAgent as make_agent
+from tests.agents.mitigations.mitigation_fakes import FakeConfig as fake_config
+from tests.agents.mitigations.mitigation_fakes import make_obs_batch
 
 obs_batch = make_obs_batch()
 

@@ -2,12 +2,12 @@ from __future__ import annotations
 
 import pytest
 import torch
-from mitigation_fakes import FakeAgent as make_agent
-from mitigation_fakes import FakeConfig as fake_config
-from mitigation_fakes import make_obs_batch
 
 from agents.mitigations import ShrinkPerturb
 from agents.mitigations.shrink_perturb import initial_draw
+from tests.agents.mitigations.mitigation_fakes import FakeAgent as make_agent
+from tests.agents.mitigations.mitigation_fakes import FakeConfig as fake_config
+from tests.agents.mitigations.mitigation_fakes import make_obs_batch
 
 obs_batch = make_obs_batch()
 

@@ -1,10 +1,10 @@
 from __future__ import annotations
 
 import torch
-from mitigation_fakes import FakeAgent as make_agent
-from mitigation_fakes import FakeConfig as fake_config
 
 from agents.mitigations import SpectralNormReg
+from tests.agents.mitigations.mitigation_fakes import FakeAgent as make_agent
+from tests.agents.mitigations.mitigation_fakes import FakeConfig as fake_config
 
 
 def test_gradient_matches_closed_form():
