@@ -71,7 +71,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     report = sub.add_parser("report", help="write the report of run or sweep directories")
     report.add_argument("paths", nargs="+", metavar="DIR")
-    report.add_argument("--out", help="report directory")
+    report.add_argument("--out", help="report directory (with --study: default docs)")
+    report.add_argument("--study", action="store_true",
+                        help="DIRs are the study's sweep directories: write OUT/results.md and "
+                             "OUT/figures/ (see README, 'Reproducing the study')")
 
     sub.add_parser("envs", help="list the registered non-stationary streams")
     lister = sub.add_parser("list", help="list agents, mitigations, probe metrics or streams")
@@ -172,6 +175,11 @@ def write_report(paths: list[Path], out: Path | None) -> Path:
 
 
 def cmd_report(ns: argparse.Namespace) -> int:
+    if ns.study:
+        from experiments.study_report import study_report_command
+
+        print(f"results: {study_report_command(ns.paths, ns.out)}")
+        return 0
     paths = [Path(p) for p in ns.paths]
     for path in paths:
         if not path.is_dir():

@@ -80,6 +80,8 @@ TRAIN_COLUMNS = {"losses/entropy": ("policy", "train_entropy"),
 TARGETS = ("steps_to_threshold", "auc", "gap_mean_return")
 FIGURE_METRICS = ("hessian/top_1", "hessian/eps_rank", "features/{last}/effective_rank",
                   "features/{last}/dormant_fraction")
+#: Arms drawn in the probe-trajectory figures (the tables have every arm).
+FIGURE_ARMS = ("continual", "fresh", "l2", "l2_er", "head_reset")
 ALPHA = 0.05
 STUDIES_DIR = Path(__file__).resolve().parent / "studies"
 _RNG_KW = "rng" if "rng" in inspect.signature(stats.bootstrap).parameters else "random_state"
@@ -506,11 +508,17 @@ def _section_spectrum(s: Stream, fig_dir: Path, out_md: Path, nr: int, seed: int
         md += [f"**{net} network**", ""]
         wanted = [m for m, _ in metrics
                   if any(m == _resolve_metric(p, net, set(s.probes)) for p in FIGURE_METRICS)]
-        net_trends = [t for t in s.trends if t["probe"].split("/")[1] == net]
-        if wanted and net_trends:
-            path = figures.probe_trajectories(net_trends, wanted,
-                                              fig_dir / f"{s.name}_probes_{net}.png", network=net)
-            md += [f"![{net} probes]({_rel(path, out_md)})", ""]
+        for phase in ("init", "pre"):
+            # one figure per phase, key arms only, so the legend stays readable
+            chosen = [t for t in s.trends if t["probe"].split("/")[:2] == [phase, net]
+                      and t["arm"] in FIGURE_ARMS]
+            if wanted and chosen:
+                path = figures.probe_trajectories(
+                    chosen, wanted, fig_dir / f"{s.name}_probes_{net}_{phase}.png", network=net)
+                md += [f"![{net} probes, {phase}]({_rel(path, out_md)})", ""]
+        if wanted:
+            md += [f"Figures: key arms ({', '.join(a for a in FIGURE_ARMS if a in s.arms)}); "
+                   "every arm is in the tables.", ""]
         md += ["Level: mean over seeds of each run's mean over shifts [95% bootstrap CI]. "
                "init = new task before any update; pre = old task just before the switch.", ""]
         body = []
@@ -622,6 +630,8 @@ def _section_predict(s: Stream, fig_dir: Path, out_md: Path, summary: dict[str, 
             excl = sum(1 for c in cells if c["probe"].split("/")[1] == net
                        and _excludes_zero(c["partial_ci_low"], c["partial_ci_high"]) != 0)
             rows.append([net, len(vals), _f(float(np.median(vals)), 2) if vals else "-", excl])
+            if vals:
+                summary.setdefault("by_net", {})[net] = (float(np.median(vals)), excl, len(vals))
         md += ["**Value vs policy network** (within-arm cells):", ""]
         md += _table(["network", "cells", "median abs partial rho",
                       "cells with partial CI excluding 0"], rows)
@@ -679,7 +689,7 @@ def _section_mitigations(s: Stream, nr: int, seed: int, summary: dict[str, Any])
         gaps = per_run_means(members, "gap_mean_return")
         solved = boot_mean(solved_fractions(members), n_resamples=nr, seed=seed)
         summary.setdefault("solved", {})[arm] = solved
-        row = [arm, s.arm_reference(arm), len({r["run"] for r in members}),
+        row = [arm, s.arm_reference(arm), sum(1 for r in s.usable if r.arm == arm),
                _mci(boot_mean(gaps, n_resamples=nr, seed=seed)), _mci(solved),
                _mci(boot_mean(per_run_means(members, "auc"), n_resamples=nr, seed=seed))]
         row += [_mci(boot_mean(per_run_means(members, key), n_resamples=nr, seed=seed))
@@ -748,7 +758,7 @@ def _section_claim(streams: Sequence[Stream], summaries: dict[str, dict[str, Any
                           "reference (every CI covers 0).")
         collapsed = any(label in ("eps-rank", "feature erank") and d[0] < 0
                         for net, label, d in moved)
-        if lop == 0 and moved:
+        if lop >= 0 and moved:
             md.append("- Probes moved while adaptation did not fail: in this stream a change "
                       "of the spectrum is not sufficient for loss of plasticity (the claim "
                       "does not hold here as a sufficient condition).")
@@ -766,6 +776,18 @@ def _section_claim(streams: Sequence[Stream], summaries: dict[str, dict[str, Any
             md.append(f"- Prediction within arms (task index partialled out): {excl} of {n} "
                       f"partial-rho CIs exclude 0, {bh} survive Benjamini-Hochberg at "
                       f"{ALPHA}." + best)
+        by_net = sm.get("by_net", {})
+        if len(by_net) > 1:
+            md.append("- Value vs policy network (within-arm cells): " + "; ".join(
+                f"{net}: median |partial rho| {_f(v[0], 2)}, {v[1]} of {v[2]} CIs exclude 0"
+                for net, v in by_net.items()) + ".")
+        for arm, what in (("head_reset", "head reset on switch (oracle)"),
+                          ("opt_reset", "optimiser reset on switch (oracle)")):
+            g = sm.get("gap", {}).get(arm)
+            if g is not None:
+                md.append(f"- {what}: " + _sign_text(
+                    g, "gap", "still behind fresh, so more than the output layer / optimiser "
+                    "state is lost", "ahead of fresh"))
         l2gap = sm.get("gap", {}).get("l2_er")
         if l2gap is not None:
             md.append("- L2-ER: " + _sign_text(

@@ -228,7 +228,12 @@ def test_mean_gap_equals_direct_computation_and_conclusion_follows(tmp_path):
 
 def test_no_gap_gives_the_no_difference_conclusion(tmp_path):
     sweep = _synthetic_study(tmp_path, lambda s: [0] + [2] * (N_SEG - 1))
-    report = write_study_report([sweep], tmp_path / "r.md", tmp_path / "fig", n_resamples=200)
+    from experiments.cli import main
+
+    assert main(["report", "--study", str(sweep), "--out", str(tmp_path / "docs")]) == 0
+    report = tmp_path / "docs" / "results.md"
+    assert report.exists()
+    assert sorted(p.name for p in (tmp_path / "docs" / "figures").glob("*.png"))
     claim = _section(report.read_text(), SECTIONS[5])
     line = next(x for x in claim.splitlines() if x.startswith("- Loss of plasticity"))
     assert "covers 0" in line and "worse" not in line
