@@ -12,8 +12,9 @@ Run from the repository root:
 2. Top-5 Hessian eigenvalues (by magnitude) on the DQN network and batch: our Lanczos
    vs PyHessian's power iteration with deflation, at equal accuracy: every one of the 5
    values within relative error 1e-3 of the reference (our Lanczos at tol 1e-10). Each
-   method runs at the loosest of its own tolerances that reaches that accuracy; both times
-   are the median of --repeats runs, taken in the same process.
+   method runs over the same grid of its own stopping tolerances; its time is the fastest
+   setting that reaches that accuracy; every time is the median of --repeats runs, taken
+   in the same process.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ from spectral import (  # noqa: E402
 )
 
 ACCURACY = 1e-3
-TOLERANCES = (1e-1, 3e-2, 1e-2, 1e-3, 1e-4, 1e-5)  # each method's own stopping tolerance
+TOLERANCES = (1e-1, 5e-2, 3e-2, 2e-2, 1e-2, 5e-3, 3e-3, 2e-3, 1e-3, 5e-4, 3e-4, 2e-4, 1e-4, 1e-5)  # each method's own stopping tolerance (the same grid for both)
 
 
 def mlp(sizes: list[int], seed: int) -> nn.Sequential:
@@ -220,9 +221,11 @@ def bench_top5(repeats: int) -> None:
         f"default probe hessian_top (<= 30 Lanczos steps, tol 1e-3): max rel err {cheap_err:.1e} "
         f"vs the exact top-5 (largest), {cheap['time/hessian_top'] * 1e3:.0f} ms"
     )
+    # Per method, the fastest of its settings that reaches the accuracy (robust to one noisy
+    # timing; the same rule for both).
     best = {}
     for method, tol, t, e, _ in rows:
-        if e <= ACCURACY and method not in best:
+        if e <= ACCURACY and (method not in best or t < best[method][1]):
             best[method] = (tol, t)
     if len(best) == 2:
         (tol_o, t_o), (tol_p, t_p) = best["lanczos (ours)"], best["pyhessian power iter"]

@@ -62,12 +62,16 @@ def _wanted(
     """Wanted Ritz values and residual bounds, in the order documented on EigenResult."""
     m = alpha.shape[0]
     kk = min(k, m)
+    # One dense tridiagonal solve gives every Ritz pair (m is small: cheaper than two
+    # index-selected solves for the two ends).
+    if m == 1:
+        all_vals, all_res = alpha.copy(), np.array([abs(residual)])
+    else:
+        all_vals, vecs = eigh_tridiagonal(alpha, beta)
+        all_res = np.abs(residual * vecs[-1])
 
     def ends(lo: int, hi: int) -> tuple[np.ndarray, np.ndarray]:
-        if m == 1:
-            return alpha.copy(), np.array([abs(residual)])
-        vals, vecs = eigh_tridiagonal(alpha, beta, select="i", select_range=(lo, hi))
-        return vals, np.abs(residual * vecs[-1])
+        return all_vals[lo : hi + 1], all_res[lo : hi + 1]
 
     if which == "largest":
         vals, res = ends(m - kk, m - 1)

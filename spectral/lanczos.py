@@ -33,6 +33,8 @@ from torch import Tensor
 
 from spectral.errors import SpectralError
 
+_SQRT2 = 2.0**0.5
+
 Matvec = Callable[[Tensor], Tensor]
 
 
@@ -170,8 +172,16 @@ class LanczosIteration:
         return self._scale
 
     def _orthogonalise(self, w: Tensor, q: Tensor) -> Tensor:
+        # Classical Gram-Schmidt against the whole basis, repeated only when a pass removed
+        # most of w (Kahan-Parlett "twice is enough": ||w'|| < ||w|| / sqrt(2) signals
+        # cancellation); one pass usually suffices and halves the cost.
+        norm = torch.linalg.vector_norm(w)
         for _ in range(2):
             w = w - q.T @ (q @ w)
+            new_norm = torch.linalg.vector_norm(w)
+            if new_norm * _SQRT2 >= norm:
+                break
+            norm = new_norm
         return w
 
     def step(self) -> bool:
