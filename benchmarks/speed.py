@@ -11,6 +11,7 @@ steps, (64, 64) tanh actor and critic, 4 minibatches x 4 epochs.
 from __future__ import annotations
 
 import argparse
+import statistics
 import os
 import sys
 import time
@@ -111,6 +112,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=1)
     args = parser.parse_args()
     torch.set_num_threads(1)
+    ratios: dict[str, list[float]] = {"DQN": [], "PPO": []}
     for _ in range(args.repeats):
         # Interleave ours and theirs so a noisy neighbour affects both alike.
         dqn, sb3d = ours_dqn(args.dqn_steps), sb3_dqn(args.dqn_steps)
@@ -124,6 +126,11 @@ def main() -> None:
             f"  (target >= 1.3x, >= 6000 steps/s)",
             flush=True,
         )
+        ratios["DQN"].append(dqn / sb3d)
+        ratios["PPO"].append(ppo / sb3p)
+    for name, values in ratios.items():
+        print(f"{name} ratio over {len(values)} repeats: median {statistics.median(values):.2f}x, "
+              f"min {min(values):.2f}x, max {max(values):.2f}x")
 
 
 if __name__ == "__main__":
