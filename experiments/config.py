@@ -149,7 +149,10 @@ class ProbeConfig:
             agent) right after the switch, before any update on it.
         cadence: also probe every ``cadence`` env steps (0: off; a multiple of
             ``experiment.log_every`` so probes never move where training pauses).
-        batch_size: samples per probe batch (pre/cadence: the agent's own data).
+        batch_size: samples per probe batch (pre/cadence: the agent's own data; init: at
+            most this many of the side rollout's first half -- the second half is the
+            held-out batch of one_step_gain). The default 128 equals the probe half of the
+            default 256-step side rollout, so pre and init probes see as many samples.
         init_rollout_steps: env steps of the side rollout on the new task.
         slq_every_n_shifts: run the expensive metrics (SLQ density and Hessian trace)
             only at every n-th shift, counting from the first (1: every shift); the cheap
@@ -166,9 +169,9 @@ class ProbeConfig:
     pre: bool = True
     init: bool = True
     cadence: int = 0
-    batch_size: int = 256
+    batch_size: int = 128
     init_rollout_steps: int = 256
-    slq_every_n_shifts: int = 4
+    slq_every_n_shifts: int = 6
     slq_phases: list[str] = field(default_factory=lambda: ["init"])
     settings: dict[str, Any] = field(default_factory=dict)
 
