@@ -39,6 +39,7 @@ from experiments.analysis.correlations import (
 )
 from experiments.analysis.load import Run, find_run_dirs, load_run
 from experiments.analysis.stats import Correlation, mean_ci
+from experiments.analysis.stats import fmt_number as _f
 
 __all__ = ["write_report"]
 
@@ -96,19 +97,6 @@ def write_report(paths: Sequence[str | Path], out: str | Path | None = None, *,
 
 
 # ---------------------------------------------------------------------------- formatting
-
-
-def _f(value: Any, digits: int = 3) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
-        return str(int(value))
-    value = float(value)
-    if math.isnan(value):
-        return "-"
-    if math.isinf(value):
-        return "inf" if value > 0 else "-inf"
-    return f"{value:.{digits}g}"
 
 
 def _ci(c: Correlation) -> str:

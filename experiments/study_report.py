@@ -22,7 +22,6 @@ return of 0.8 (maximum 1.0); CartPole streams at 195 (the classic "solved" level
 
 from __future__ import annotations
 
-import inspect
 import math
 import platform
 import subprocess
@@ -33,13 +32,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from scipy import stats
 
 from experiments.analysis import figures
 from experiments.analysis.adaptation import AdaptationSpec, adaptation_table, write_csv
 from experiments.analysis.correlations import correlation_table, probe_trends
 from experiments.analysis.load import Run, find_run_dirs, load_run
-from experiments.analysis.stats import Correlation, spearman_ci
+from experiments.analysis.stats import Correlation, boot_diff, boot_mean, spearman_ci
+from experiments.analysis.stats import fmt_number as _f
 from experiments.errors import ConfigError
 from experiments.tomlio import load_toml
 
@@ -84,7 +83,6 @@ FIGURE_METRICS = ("hessian/top_1", "hessian/eps_rank", "features/{last}/effectiv
 FIGURE_ARMS = ("continual", "fresh", "l2", "l2_er", "head_reset")
 ALPHA = 0.05
 STUDIES_DIR = Path(__file__).resolve().parent / "studies"
-_RNG_KW = "rng" if "rng" in inspect.signature(stats.bootstrap).parameters else "random_state"
 
 
 # ============================================================================ data
@@ -189,46 +187,6 @@ def load_stream(directory: Path, *, n_resamples: int, seed: int) -> Stream:
 
 
 # ============================================================================ statistics
-def boot_mean(values: Sequence[float], *, n_resamples: int = 2000, seed: int = 0
-              ) -> tuple[float, float, float, int]:
-    """(mean, low, high, n) of the finite ``values``: 95% percentile bootstrap CI of the mean
-    (NaN bounds for n < 2; a constant sample gives a zero-width interval)."""
-    a = np.asarray([v for v in values if v is not None], dtype=np.float64)
-    a = a[np.isfinite(a)]
-    n = len(a)
-    if n == 0:
-        return math.nan, math.nan, math.nan, 0
-    mean = float(a.mean())
-    if n < 2:
-        return mean, math.nan, math.nan, n
-    if np.all(a == a[0]):
-        return mean, mean, mean, n
-    res = stats.bootstrap((a,), np.mean, vectorized=True, axis=-1, n_resamples=n_resamples,
-                          confidence_level=0.95, method="percentile",
-                          **{_RNG_KW: np.random.default_rng(seed)})
-    return mean, float(res.confidence_interval.low), float(res.confidence_interval.high), n
-
-
-def boot_diff(a: Sequence[float], b: Sequence[float], *, n_resamples: int = 2000,
-              seed: int = 0) -> tuple[float, float, float]:
-    """mean(a) - mean(b) with a 95% percentile bootstrap CI (each sample resampled on its own)."""
-    x = np.asarray(a, dtype=np.float64)
-    y = np.asarray(b, dtype=np.float64)
-    x, y = x[np.isfinite(x)], y[np.isfinite(y)]
-    if len(x) == 0 or len(y) == 0:
-        return math.nan, math.nan, math.nan
-    diff = float(x.mean() - y.mean())
-    if len(x) < 2 or len(y) < 2:
-        return diff, math.nan, math.nan
-    if np.all(x == x[0]) and np.all(y == y[0]):
-        return diff, diff, diff
-    res = stats.bootstrap((x, y), lambda u, v, axis: u.mean(axis=axis) - v.mean(axis=axis),
-                          vectorized=True, axis=-1, paired=False, n_resamples=n_resamples,
-                          confidence_level=0.95, method="percentile",
-                          **{_RNG_KW: np.random.default_rng(seed)})
-    return diff, float(res.confidence_interval.low), float(res.confidence_interval.high)
-
-
 def per_run_means(rows: Sequence[dict[str, Any]], key: str) -> list[float]:
     """One value per run: the mean of ``key`` over the run's shifts (finite values only)."""
     by_run: dict[str, list[float]] = {}
@@ -258,19 +216,6 @@ def _excludes_zero(low: float, high: float) -> int:
 
 
 # ============================================================================ formatting
-def _f(value: Any, digits: int = 3) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
-        return str(int(value))
-    value = float(value)
-    if math.isnan(value):
-        return "-"
-    if math.isinf(value):
-        return "inf" if value > 0 else "-inf"
-    return f"{value:.{digits}g}"
-
-
 def _mci(m: tuple[float, ...]) -> str:
     mean, low, high = m[0], m[1], m[2]
     if not math.isfinite(mean):

@@ -36,7 +36,10 @@ __all__ = [
     "spearman_ci",
     "partial_spearman_ci",
     "mean_ci",
+    "boot_mean",
+    "boot_diff",
     "multiple_comparisons",
+    "fmt_number",
 ]
 
 _RNG_KW = "rng" if "rng" in inspect.signature(stats.bootstrap).parameters else "random_state"
@@ -239,3 +242,57 @@ def multiple_comparisons(p_values: Sequence[float], alpha: float = 0.05) -> dict
         "n_bh": int(np.sum(adjusted[finite] < alpha)) if m else 0,
         "p_bh": adjusted.tolist(),
     }
+
+
+def boot_mean(values: Sequence[float], *, n_resamples: int = 2000, seed: int = 0
+              ) -> tuple[float, float, float, int]:
+    """(mean, low, high, n) of the finite ``values``: 95% percentile bootstrap CI of the mean
+    (NaN bounds for n < 2; a constant sample gives a zero-width interval)."""
+    a = np.asarray([v for v in values if v is not None], dtype=np.float64)
+    a = a[np.isfinite(a)]
+    n = len(a)
+    if n == 0:
+        return math.nan, math.nan, math.nan, 0
+    mean = float(a.mean())
+    if n < 2:
+        return mean, math.nan, math.nan, n
+    if np.all(a == a[0]):
+        return mean, mean, mean, n
+    res = stats.bootstrap((a,), np.mean, vectorized=True, axis=-1, n_resamples=n_resamples,
+                          confidence_level=0.95, method="percentile",
+                          **{_RNG_KW: np.random.default_rng(seed)})
+    return mean, float(res.confidence_interval.low), float(res.confidence_interval.high), n
+
+
+def boot_diff(a: Sequence[float], b: Sequence[float], *, n_resamples: int = 2000,
+              seed: int = 0) -> tuple[float, float, float]:
+    """mean(a) - mean(b) with a 95% percentile bootstrap CI (each sample resampled on its own)."""
+    x = np.asarray(a, dtype=np.float64)
+    y = np.asarray(b, dtype=np.float64)
+    x, y = x[np.isfinite(x)], y[np.isfinite(y)]
+    if len(x) == 0 or len(y) == 0:
+        return math.nan, math.nan, math.nan
+    diff = float(x.mean() - y.mean())
+    if len(x) < 2 or len(y) < 2:
+        return diff, math.nan, math.nan
+    if np.all(x == x[0]) and np.all(y == y[0]):
+        return diff, diff, diff
+    res = stats.bootstrap((x, y), lambda u, v, axis: u.mean(axis=axis) - v.mean(axis=axis),
+                          vectorized=True, axis=-1, paired=False, n_resamples=n_resamples,
+                          confidence_level=0.95, method="percentile",
+                          **{_RNG_KW: np.random.default_rng(seed)})
+    return diff, float(res.confidence_interval.low), float(res.confidence_interval.high)
+
+
+def fmt_number(value: Any, digits: int = 3) -> str:
+    """A number for a markdown table: ``digits`` significant digits, ``-`` for None/NaN."""
+    if value is None:
+        return "-"
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+        return str(int(value))
+    value = float(value)
+    if math.isnan(value):
+        return "-"
+    if math.isinf(value):
+        return "inf" if value > 0 else "-inf"
+    return f"{value:.{digits}g}"

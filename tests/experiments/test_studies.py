@@ -18,15 +18,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from experiments.analysis.stats import boot_diff, boot_mean
 from experiments.analysis.synthetic import step_episodes, write_run
 from experiments.errors import ConfigError
-from experiments.study_report import (
-    SECTIONS,
-    boot_diff,
-    boot_mean,
-    study_report_command,
-    write_study_report,
-)
+from experiments.study_report import SECTIONS, study_report_command, write_study_report
 from experiments.sweep import Sweep, SweepRun, load_sweep, run_sweep
 
 STUDIES = sorted((Path(__file__).resolve().parents[2] / "experiments" / "studies").glob("*.toml"))
