@@ -21,6 +21,14 @@ def _rollout(env, state, actions):
     return np.array([env.step(a)[0] for a in actions])
 
 
+def _first_obs(env, task, state, action):
+    """Put ``env`` on ``task``, reset, set the unwrapped ``state`` and return the next observation."""
+    env.get_wrapper_attr("set_task")(task)
+    env.reset(seed=0)
+    env.unwrapped.state = np.array(state, dtype=np.float64)
+    return env.step(action)[0]
+
+
 def _advance_to_next_task(env, period):
     """Take ``period`` steps (resetting when needed), then reset: the new task applies."""
     k = env.get_wrapper_attr("task_id")
@@ -90,13 +98,7 @@ def test_mountaincar_goal_relocation_changes_termination():
 def test_permuted_observation_is_the_scheduled_permutation():
     env = envs.make("plasticity/CartPolePermutedObs-v0", period=10, seed=2)
     state = np.array([0.1, -0.2, 0.03, 0.4])
-    env.reset(seed=0)
-    env.unwrapped.state = state.copy()
-    o0 = env.step(1)[0]
-    env.get_wrapper_attr("set_task")(1)
-    env.reset(seed=0)
-    env.unwrapped.state = state.copy()
-    o1 = env.step(1)[0]
+    o0, o1 = _first_obs(env, 0, state, 1), _first_obs(env, 1, state, 1)
     p = env.get_wrapper_attr("task_params")
     perm, sign = np.array(p["obs_perm"]), np.array(p["obs_sign"], np.float32)
     assert sorted(perm) == [0, 1, 2, 3] and not np.array_equal(perm, np.arange(4))
@@ -108,13 +110,7 @@ def test_projected_permutation_is_wide_and_fixed_across_tasks():
     env = envs.make("plasticity/CartPolePermutedObs-v0", period=10, seed=2, projection=32)
     assert env.observation_space.shape == (32,)
     state = np.array([0.1, -0.2, 0.03, 0.4])
-    env.reset(seed=0)
-    env.unwrapped.state = state.copy()
-    o0 = env.step(1)[0]
-    env.get_wrapper_attr("set_task")(3)
-    env.reset(seed=0)
-    env.unwrapped.state = state.copy()
-    o3 = env.step(1)[0]
+    o0, o3 = _first_obs(env, 0, state, 1), _first_obs(env, 3, state, 1)
     p = env.get_wrapper_attr("task_params")
     np.testing.assert_allclose(o3, o0[np.array(p["obs_perm"])] * np.array(p["obs_sign"]), rtol=1e-6)
     assert np.linalg.matrix_rank(np.stack([env.step(i % 2)[0] for i in range(8)])) == 4  # image of R^4
@@ -123,13 +119,7 @@ def test_projected_permutation_is_wide_and_fixed_across_tasks():
 def test_observation_offset_is_the_scheduled_offset():
     env = envs.make("plasticity/CartPoleObsOffset-v0", period=10, seed=5)
     state = np.array([0.1, -0.2, 0.03, 0.4])
-    env.reset(seed=0)
-    env.unwrapped.state = state.copy()
-    o0 = env.step(0)[0]
-    env.get_wrapper_attr("set_task")(1)
-    env.reset(seed=0)
-    env.unwrapped.state = state.copy()
-    o1 = env.step(0)[0]
+    o0, o1 = _first_obs(env, 0, state, 0), _first_obs(env, 1, state, 0)
     off = np.array(env.get_wrapper_attr("task_params")["obs_offset"], np.float32)
     np.testing.assert_allclose(o1 - o0, off, rtol=1e-5)
     assert np.abs(off).max() > 0.1
@@ -139,21 +129,11 @@ def test_action_permutation_discrete_and_box():
     sched = envs.CyclicSchedule(10, [{"action_perm": (0, 1)}, {"action_perm": (1, 0)}])
     env = envs.make_nonstationary("CartPole-v1", envs.ActionPermutation(), sched)
     state = np.array([0.0, 0.0, 0.01, 0.0])
-    env.reset(seed=0)
-    env.unwrapped.state = state.copy()
-    push_right = env.step(1)[0]
-    env.set_task(1)
-    env.reset(seed=0)
-    env.unwrapped.state = state.copy()
-    np.testing.assert_array_equal(env.step(0)[0], push_right)  # agent's 0 is now the env's 1
+    push_right = _first_obs(env, 0, state, 1)
+    np.testing.assert_array_equal(_first_obs(env, 1, state, 0), push_right)  # agent's 0 is now the env's 1
     box = envs.make_nonstationary(
         "Pendulum-v1", envs.ActionPermutation(),
         envs.CyclicSchedule(10, [{"action_perm": (0,), "action_sign": (1.0,)},
                                  {"action_perm": (0,), "action_sign": (-1.0,)}]))
-    box.reset(seed=0)
-    box.unwrapped.state = np.array([0.3, 0.0])
-    a = box.step(np.array([1.5], np.float32))[0]
-    box.set_task(1)
-    box.reset(seed=0)
-    box.unwrapped.state = np.array([0.3, 0.0])
-    np.testing.assert_allclose(box.step(np.array([-1.5], np.float32))[0], a)
+    a = _first_obs(box, 0, [0.3, 0.0], np.array([1.5], np.float32))
+    np.testing.assert_allclose(_first_obs(box, 1, [0.3, 0.0], np.array([-1.5], np.float32)), a)
