@@ -29,9 +29,12 @@ def differentiable_erank(features: Tensor) -> Tensor:
     ``σ = svdvals(Φ)``, ``p = σ / (Σσ + 1e-8)``, ``erank = exp(−Σ p·log(p + 1e-8))``
     (Roy & Vetterli's effective rank, with the paper's 1e-8 guards so that a dead layer,
     Σσ = 0, gives a finite value). ``torch.linalg.svdvals`` has a stable gradient even with
-    repeated singular values, unlike a gradient through full SVD vectors.
+    repeated singular values, unlike a gradient through full SVD vectors. The SVD runs in
+    float64: LAPACK's float32 SVD failed to converge on nearly rank-one features (saturated
+    units) in a full-length study run, and spectral's feature ranks use float64 too.
     """
-    sigma = torch.linalg.svdvals(features.reshape(features.shape[0], -1))
+    phi = features.reshape(features.shape[0], -1)
+    sigma = torch.linalg.svdvals(phi.to(torch.float64)).to(phi.dtype)
     p = sigma / (sigma.sum() + _EPS)
     return torch.exp(-(p * torch.log(p + _EPS)).sum())
 
