@@ -150,11 +150,89 @@ def train_forward(mlp: MLP, x: Tensor) -> Tensor:
     """``mlp(x)`` for a training loss: through ``__call__`` whenever any forward hook is
     registered (a probe or mitigation is listening), else the cheaper :func:`act_forward`.
     The result is the same either way."""
-    _plan(mlp)
-    if _global_hooks() or any(m._forward_hooks or m._forward_pre_hooks
-                              for m in _MODULES[mlp]):
+    if has_forward_hooks(mlp):
         return mlp(x)
     return act_forward(mlp, x)
+
+
+def has_forward_hooks(mlp: MLP) -> bool:
+    """Whether a forward hook (global, or on any module of ``mlp``) is listening."""
+    _plan(mlp)
+    return _global_hooks() or any(m._forward_hooks or m._forward_pre_hooks
+                                  for m in _MODULES[mlp])
+
+
+# --------------------------------------------------------------- closed-form MLP gradients
+#
+# On the small networks of this testbed a gradient step is dominated by per-op overhead,
+# and autograd adds a graph node per op on the way forward and a dispatch per node on the
+# way back. For a plain MLP the backward pass is a handful of matrix products, so the
+# training loop can compute it directly. Only ReLU/tanh MLPs without LayerNorm qualify, and
+# only while no forward hook listens (a probe or mitigation reading features needs the
+# module calls); everything else goes through autograd. tests/agents/test_common.py checks
+# the result against autograd.
+
+_GRAD_PLANS: weakref.WeakKeyDictionary[MLP, list | None] = weakref.WeakKeyDictionary()
+
+
+def _grad_plan(mlp: MLP) -> list[tuple[Tensor, Tensor, str | None]] | None:
+    plan = _GRAD_PLANS.get(mlp, False)
+    if plan is False:
+        plan = []
+        for block in mlp.hidden:
+            kind = {nn.ReLU: "relu", nn.Tanh: "tanh"}.get(type(block.act))
+            if kind is None or not isinstance(block.norm, nn.Identity):
+                plan = None
+                break
+            plan.append((block.linear.weight, block.linear.bias, kind))
+        if plan is not None:
+            plan.append((mlp.head.weight, mlp.head.bias, None))
+        _GRAD_PLANS[mlp] = plan
+    return plan
+
+
+def closed_form_ready(mlp: MLP) -> bool:
+    """Whether :func:`forward_saving` / :func:`backward_into_grad` may replace autograd."""
+    return _grad_plan(mlp) is not None and not has_forward_hooks(mlp)
+
+
+def forward_saving(mlp: MLP, x: Tensor) -> tuple[Tensor, list[Tensor]]:
+    """``mlp(x)`` without autograd, and the input of every linear layer (for the backward).
+
+    Call under ``torch.no_grad()``, only where :func:`closed_form_ready` holds.
+    """
+    plan = _grad_plan(mlp)
+    assert plan is not None, "closed_form_ready(mlp) first"
+    inputs = [x.flatten(1)]
+    for weight, bias, kind in plan[:-1]:
+        h = F.linear(inputs[-1], weight, bias)
+        inputs.append(h.relu_() if kind == "relu" else h.tanh_())
+    weight, bias, _ = plan[-1]
+    return F.linear(inputs[-1], weight, bias), inputs
+
+
+def backward_into_grad(mlp: MLP, inputs: list[Tensor], grad_out: Tensor) -> None:
+    """Set ``p.grad`` of every parameter to d(loss)/dp given ``grad_out`` = d(loss)/d(output).
+
+    With ``h_0 = x``, ``z_l = h_{l-1} W_l^T + b_l``, ``h_l = act(z_l)`` and ``d_L = grad_out``:
+    ``dW_l = d_l^T h_{l-1}``, ``db_l = sum_rows d_l``, ``d_{l-1} = (d_l W_l) * act'(z_{l-1})``
+    with ``relu' = [h > 0]`` and ``tanh' = 1 - h^2`` (read off the saved outputs ``h``).
+    """
+    plan = _grad_plan(mlp)
+    assert plan is not None, "closed_form_ready(mlp) first"
+    delta = grad_out
+    for i in range(len(plan) - 1, -1, -1):
+        weight, bias, _ = plan[i]
+        h = inputs[i]
+        weight.grad = delta.t().mm(h)
+        bias.grad = delta.sum(0)
+        if i == 0:
+            break
+        delta = delta.mm(weight)
+        if plan[i - 1][2] == "relu":
+            delta = delta.masked_fill_(h <= 0, 0.0)
+        else:
+            delta = delta.mul_(1.0 - h * h)
 
 
 def _global_hooks() -> bool:
@@ -187,6 +265,12 @@ def optimizer_step(agent: Any, loss: Tensor, params: Sequence[Tensor]) -> Tensor
     for p in params:  # cheaper than optimizer.zero_grad(), which is wrapped in a profiler scope
         p.grad = None
     loss.backward()
+    return apply_gradients(agent, params)
+
+
+def apply_gradients(agent: Any, params: Sequence[Tensor]) -> Tensor:
+    """The step after the backward pass, on the ``p.grad`` already set: clipping, the
+    mitigation hooks and Adam. Returns the gradient norm before clipping."""
     grads = [p.grad for p in params if p.grad is not None]
     # One concatenated norm: ~3x cheaper than get_total_norm on a handful of small tensors.
     grad_norm = torch.linalg.vector_norm(torch.cat([g.reshape(-1) for g in grads]))

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import math
 import platform
+import shutil
 import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -303,7 +304,7 @@ def _what_was_run(streams: Sequence[Stream], out_md: Path, command: str) -> list
     md = [SECTIONS[0], "",
           "Regenerate this document and its figures with:", "", "```"]
     for s in streams:
-        md.append(f"plasticity sweep {_study_file(s)} --out {_path(s.directory)} --workers 2")
+        md.append(f"plasticity sweep {_study_file(s)} --out {_path(s.directory)} --workers 2 --no-report")
     md += [command, "```", "",
            "(the sweep files are `experiments/studies/<name>.toml`; each sweep directory keeps "
            "a copy as `sweep.toml`). Software that wrote this report: "
@@ -407,7 +408,7 @@ def _section_loss(s: Stream, fig_dir: Path, out_md: Path, nr: int, seed: int,
         md += ["No stationary run in this study.", ""]
         return md
     per_window: dict[int, list[float]] = {}
-    drops = []
+    drops, bests = [], []
     for run in stationary:
         w = _stationary_windows(run)
         for k, v in w.items():
@@ -416,9 +417,11 @@ def _section_loss(s: Stream, fig_dir: Path, out_md: Path, nr: int, seed: int,
             finite = [v for v in w.values() if math.isfinite(v)]
             last = w[max(w)]
             drops.append(last - max(finite) if finite and math.isfinite(last) else math.nan)
+            bests.append(max(finite) if finite else math.nan)
     windows = sorted(per_window)
     drop = boot_mean(drops, n_resamples=nr, seed=seed)
     summary["stationary_drop"] = drop
+    summary["stationary_best"] = float(np.nanmean(bests)) if bests else math.nan
     md += _table(["arm"] + [f"window {k}" for k in windows] + ["last - best window [CI]"],
                  [["stationary"] + [_mci(boot_mean(per_window[k], n_resamples=nr, seed=seed))
                                     for k in windows] + [_mci(drop)]])
@@ -648,7 +651,38 @@ def _section_mitigations(s: Stream, nr: int, seed: int, summary: dict[str, Any])
     md += _table(["arm", "reference", "runs", "mean gap [CI]", "tasks solved [CI]",
                   "post-shift AUC [CI]"] + [label for _, label in probe_cols]
                  + (["gap(l2_er) - gap(arm) [CI]"] if l2er else []), body)
-    return md
+    return md + _cross_arm(s, nr, seed, summary)
+
+
+#: Fewest arms for an across-arm rank correlation (below it the CI is meaningless).
+MIN_CROSS_ARMS = 5
+
+
+def _cross_arm(s: Stream, nr: int, seed: int, summary: dict[str, Any]) -> list[str]:
+    """Does an arm's spectrum at new-task init rank the arms' adaptation? Spearman rho over
+    arms (every arm with shifts, fresh included) of the arm's mean init probe with its mean
+    post-shift AUC, bootstrap CI over arms. Within-arm correlations (section 3) ask whether
+    a probe tracks adaptation from shift to shift; this asks whether the mitigations that
+    keep the spectrum are the ones that keep plasticity."""
+    arms = [a for a in s.arms if any(r["arm"] == a for r in s.rows)]
+    if len(arms) < MIN_CROSS_ARMS:
+        return []
+    auc = [float(np.mean(per_run_means([r for r in s.rows if r["arm"] == a], "auc") or
+                         [math.nan])) for a in arms]
+    body = []
+    for net in s.networks:
+        for metric, label in _spectrum_keys(s, net):
+            key = f"init/{net}/{metric}"
+            x = [float(np.mean(_probe_values(s, a, key) or [math.nan])) for a in arms]
+            c = spearman_ci(x, auc, n_resamples=nr, seed=seed, min_n=MIN_CROSS_ARMS,
+                            names=(label, "AUC"))
+            summary.setdefault("cross_arm", {})[(net, label)] = c
+            body.append([f"{net} {label} (init)", c.n, _rho(c)])
+    return ["", "**Across arms**: Spearman rho, over the arms (fresh included), of the arm's "
+            "mean probe at new-task init with its mean post-shift AUC [95% bootstrap CI over "
+            "arms]. A collapse that drives loss of plasticity predicts rho > 0 for eps-rank "
+            "and feature erank (more rank, faster adaptation) and rho < 0 for dormant.", ""] \
+        + _table(["probe", "arms", "rho with AUC [CI]"], body) + [""]
 
 
 def _sign_text(ci: tuple[float, ...], what: str, neg: str, pos: str) -> str:
@@ -660,6 +694,51 @@ def _sign_text(ci: tuple[float, ...], what: str, neg: str, pos: str) -> str:
     sign = _excludes_zero(low, high)
     verdict = {1: pos, -1: neg, 0: "the 95% CI covers 0: no difference detected"}[sign]
     return f"{what} = {_mci(ci)}: {verdict}."
+
+
+STATIONARY_TOLERANCE = 0.05
+"""A stationary run's last window counts as degraded only when it is worse than its best
+window by more than this fraction of the best window's return: a CI that excludes 0 by
+1e-5 on a solved task is noise of the return, not instability."""
+
+
+def _stationary_text(drop: tuple[float, ...], best: float) -> str:
+    """Verdict on the stationary control's last - best window return, by practical size."""
+    what = "last - best window return"
+    mean, low, high = drop[0], drop[1], drop[2]
+    if not (math.isfinite(mean) and math.isfinite(low) and math.isfinite(high)
+            and math.isfinite(best)):
+        return _sign_text(drop, what, "the agent degrades without any shift",
+                          "the agent still improves late on one task")
+    tol = STATIONARY_TOLERANCE * abs(best)
+    scale = (f"{_mci(drop)} (best window {_f(best, 3)}; tolerance "
+             f"{STATIONARY_TOLERANCE:.0%} of it = {_f(tol, 3)})")
+    if high < -tol:
+        verdict = ("the agent degrades without any shift (instability), so part of any gap "
+                   "may not be about shifts")
+    elif low >= -tol:
+        verdict = ("the last window is within the tolerance of the best one: the agent is "
+                   "stable on one task, so the gap is about the shifts")
+    else:
+        verdict = "the CI reaches beyond the tolerance: stability is not established"
+    return f"{what} = {scale}: {verdict}."
+
+
+def _cross_arm_text(cross: dict[tuple[str, str], Correlation]) -> list[str]:
+    """One line on whether the rank probes at init order the arms' adaptation as the claim
+    predicts (section 4's across-arm table)."""
+    lines = []
+    for (net, label), c in cross.items():
+        if label not in ("eps-rank", "feature erank") or not c.defined:
+            continue
+        sign = _excludes_zero(c.ci_low, c.ci_high)
+        verdict = {1: "arms that keep more rank adapt faster, as the claim predicts",
+                   -1: "arms with LESS rank adapt faster, against the claim",
+                   0: "the CI covers 0: rank does not order the arms' adaptation"}[sign]
+        lines.append(f"{net} {label} {_rho(c)} ({verdict})")
+    if not lines:
+        return []
+    return ["- Across arms (init probe vs post-shift AUC, section 4): " + "; ".join(lines) + "."]
 
 
 def _section_claim(streams: Sequence[Stream], summaries: dict[str, dict[str, Any]]) -> list[str]:
@@ -686,10 +765,8 @@ def _section_claim(streams: Sequence[Stream], summaries: dict[str, dict[str, Any
             md.append("- Loss of plasticity: no continual arm with a fresh reference.")
         drop = sm.get("stationary_drop")
         if drop is not None:
-            md.append("- Stationary control: " + _sign_text(
-                drop, "last - best window return", "the agent degrades without any shift "
-                "(instability), so part of any gap may not be about shifts",
-                "the agent still improves late on one task"))
+            md.append("- Stationary control: " + _stationary_text(
+                drop, sm.get("stationary_best", math.nan)))
         diffs = {k: v for k, v in sm.get("init_diff", {}).items() if k[0] == "continual"}
         moved = [(net, label, d) for (arm, net, label), d in diffs.items()
                  if _excludes_zero(d[1], d[2]) != 0]
@@ -713,6 +790,7 @@ def _section_claim(streams: Sequence[Stream], summaries: dict[str, dict[str, Any
         elif lop == -1 and collapsed:
             md.append("- Adaptation failed and the eps-rank or feature rank at init is lower "
                       "than fresh: consistent with the claim (co-occurrence, not cause).")
+        md += _cross_arm_text(sm.get("cross_arm", {}))
         n, excl, bh = sm.get("n_within", 0), sm.get("n_partial_excl", 0), sm.get("n_partial_bh", 0)
         if n:
             ranking = sm.get("ranking") or []
@@ -768,13 +846,27 @@ def _section_claim(streams: Sequence[Stream], summaries: dict[str, dict[str, Any
     return md
 
 
-def _appendix(streams: Sequence[Stream]) -> list[str]:
+def _appendix(streams: Sequence[Stream], out_md: Path) -> list[str]:
+    """The cited runs; each run's resolved config is copied next to the report
+    (``configs/<study>/<run>.toml``), so a citation resolves without the run directories."""
     md = ["## Appendix: run directories cited", "",
-          "Each row: the run directory and the resolved config that reproduces it.", ""]
+          "Each row: the run directory and the resolved config that reproduces it (`plasticity "
+          "run <config>`), copied into this repository next to this document.", ""]
     for s in streams:
+        copies = out_md.parent / "configs" / s.name
+        shutil.rmtree(copies, ignore_errors=True)  # no stale config of a removed run
+        copies.mkdir(parents=True)
         md += [f"**{s.name}** (`{_path(s.directory)}`):", ""]
-        body = [[r.arm, r.seed, r.status, f"`{_path(r.path / 'config.toml')}`",
-                 _f(r.wall_time) if r.wall_time is not None else "-"] for r in s.runs]
+        body = []
+        for r in s.runs:
+            source = r.path / "config.toml"
+            cited = "-"
+            if source.is_file():
+                copy = copies / f"{r.path.name}.toml"
+                shutil.copyfile(source, copy)
+                cited = f"[`{_path(source)}`]({_rel(copy, out_md)})"
+            body.append([r.arm, r.seed, r.status, cited,
+                         _f(r.wall_time) if r.wall_time is not None else "-"])
         md += _table(["arm", "seed", "status", "config", "wall s"], body)
     return md
 
@@ -823,7 +915,7 @@ def write_study_report(sweep_dirs: Sequence[str | Path], out_md: str | Path,
             md += build(s)
     md += [SECTIONS[5], ""]
     md += _section_claim(streams, summaries)
-    md += _appendix(streams)
+    md += _appendix(streams, out_md)
     for s in streams:
         write_csv(s.rows, s.directory / "study_adaptation.csv")
         write_csv(s.cells, s.directory / "study_correlations.csv")

@@ -54,3 +54,34 @@ def test_numpy_forward_matches_torch_and_follows_in_place_updates():
     # Unsupported layers fall back to torch (None).
     assert numpy_forward(MLP(6, 3, (8,), layer_norm=True), np.zeros(6, np.float32)) is None
     assert numpy_forward(MLP(6, 3, (8,), activation="gelu"), np.zeros(6, np.float32)) is None
+
+
+def test_closed_form_gradient_equals_autograd():
+    from agents._common import backward_into_grad, closed_form_ready, forward_saving
+
+    g = torch.Generator().manual_seed(2)
+    for activation in ("relu", "tanh"):
+        net = MLP(6, 3, (8, 5), activation=activation, generator=g)
+        x = torch.randn(7, 2, 3, generator=g)
+        weights = torch.randn(7, 3, generator=g)  # loss = sum(net(x) * weights)
+        (net(x) * weights).sum().backward()
+        expected = [p.grad.clone() for p in net.parameters()]
+        assert closed_form_ready(net)
+        with torch.no_grad():
+            out, inputs = forward_saving(net, x)
+            backward_into_grad(net, inputs, weights)
+        assert torch.allclose(out, net(x))
+        for p, e in zip(net.parameters(), expected, strict=True):
+            assert torch.allclose(p.grad, e, atol=1e-6), activation
+
+
+def test_closed_form_is_refused_where_it_would_be_wrong():
+    from agents._common import closed_form_ready
+
+    assert not closed_form_ready(MLP(6, 3, (8,), layer_norm=True))
+    assert not closed_form_ready(MLP(6, 3, (8,), activation="crelu"))
+    net = MLP(6, 3, (8,))
+    handle = net.hidden[0].act.register_forward_hook(lambda m, i, o: None)
+    assert not closed_form_ready(net)  # a probe or mitigation is reading features
+    handle.remove()
+    assert closed_form_ready(net)

@@ -117,6 +117,26 @@ def test_td_loss_matches_hand_computed_double_dqn_huber_target():
     assert torch.isclose(batch["discounts"], allowed[2]).any()
 
 
+@pytest.mark.parametrize("loss", ["huber", "mse"])
+def test_closed_form_td_gradient_equals_autograd(loss):
+    env = cartpole()
+    agent = make_agent(env, seed=0, loss=loss, double_dqn=True)
+    agent.learn(env, 1500)
+    batch = agent.probe_targets()[0].sample_batch(64, torch.Generator().manual_seed(3))
+    with torch.no_grad():  # large TD errors, so Huber's clipped branch is exercised too
+        agent.q.head.bias.add_(torch.tensor([3.0, -0.5]))
+    value, q_mean = agent._backward(batch)  # the training path: closed form
+    closed = [p.grad.clone() for p in agent.q.parameters()]
+    expected_loss, expected_q = agent.td_loss(batch)  # autograd
+    agent.q.zero_grad(set_to_none=True)
+    expected_loss.backward()
+    assert value.item() == pytest.approx(expected_loss.item(), rel=1e-6)
+    assert q_mean.item() == pytest.approx(expected_q.item(), rel=1e-6)
+    for p, grad in zip(agent.q.parameters(), closed, strict=True):
+        assert torch.allclose(grad, p.grad, atol=1e-6, rtol=1e-5)
+    assert any(g.abs().max() > 0 for g in closed)
+
+
 def test_hooks_are_called_in_order_and_configure_reaches_the_network():
     env = cartpole()
     rec = Recorder()

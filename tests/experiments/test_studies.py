@@ -21,7 +21,12 @@ import pytest
 from experiments.analysis.stats import boot_diff, boot_mean
 from experiments.analysis.synthetic import step_episodes, write_run
 from experiments.errors import ConfigError
-from experiments.study_report import SECTIONS, study_report_command, write_study_report
+from experiments.study_report import (
+    SECTIONS,
+    _stationary_text,
+    study_report_command,
+    write_study_report,
+)
 from experiments.sweep import Sweep, SweepRun, load_sweep, run_sweep
 
 STUDIES = sorted((Path(__file__).resolve().parents[2] / "experiments" / "studies").glob("*.toml"))
@@ -137,9 +142,12 @@ def test_smoke_study_report_has_every_section_and_figure(smoke):
     for path, sweep, _ in sweeps:
         assert f"### {sweep.name}" in _section(text, SECTIONS[1])
         assert f"experiments/studies/{path.name} --out" in text
-        # every run directory is cited with its config
+        # every run directory is cited with its config, copied next to the report
         for run in sweep.runs:
             assert f"{run.run_dir.name}/config.toml" in text
+            link = f"configs/{sweep.name}/{run.run_dir.name}.toml"
+            assert f"]({link})" in text
+            assert (report.parent / link).read_text() == (run.run_dir / "config.toml").read_text()
         assert (sweep.directory / "study_correlations.csv").is_file()
     for name in ("torch", "gymnasium", "minigrid", "numpy", "scipy", "python"):
         assert name in _section(text, SECTIONS[0])
@@ -165,13 +173,20 @@ N_SEG = 6
 SEEDS = 5
 
 
-def _synthetic_study(root: Path, recover_continual) -> Path:
+def _synthetic_study(root: Path, recover_continual, extra_arms: dict[str, int] | None = None
+                     ) -> Path:
     """A sweep directory with continual (recovering after ``recover_continual(seed)[k]``
-    episodes), l2_er (recovers like fresh) and fresh arms; probes track the recovery."""
+    episodes), l2_er (recovers like fresh) and fresh arms, plus ``extra_arms`` (name ->
+    recovery delay at every task); probes track the recovery."""
     sweep = root / "synthetic_study"
-    for arm, reference in (("continual", "continual"), ("l2_er", "continual"), ("fresh", "fresh")):
+    extra = extra_arms or {}
+    arms = [("continual", "continual"), ("l2_er", "continual"), ("fresh", "fresh")]
+    for arm, reference in arms + [(a, "continual") for a in extra]:
         for seed in range(SEEDS):
-            recover = recover_continual(seed) if arm == "continual" else [0] + [2] * (N_SEG - 1)
+            if arm == "continual":
+                recover = recover_continual(seed)
+            else:
+                recover = [0] + [extra.get(arm, 2)] * (N_SEG - 1)
             probes = []
             for k in range(1, N_SEG):
                 for phase, task in (("pre", k - 1), ("init", k)):
@@ -240,3 +255,29 @@ def test_boot_diff_separates_shifted_samples():
     assert math.isclose(diff, 1.0) and 0.8 < low < diff < high < 1.2
     diff, low, high = boot_diff(b, b, n_resamples=500)
     assert diff == 0.0 and low < 0.0 < high
+
+
+@pytest.mark.parametrize(
+    ("drop", "best", "verdict"),
+    [
+        # a CI that excludes 0 by 1e-5 on a solved task is not instability
+        ((-1.6e-5, -3e-5, -2e-6), 0.95, "stable on one task"),
+        ((-0.30, -0.45, -0.15), 0.95, "degrades without any shift"),
+        ((-0.02, -0.12, 0.03), 0.95, "stability is not established"),
+        ((0.0, 0.0, 0.0), 500.0, "stable on one task"),
+    ],
+)
+def test_stationary_verdict_uses_a_practical_tolerance(drop, best, verdict):
+    assert verdict in _stationary_text(drop, best)
+
+
+def test_cross_arm_rank_correlation_orders_the_arms(tmp_path):
+    # five arms whose recovery delay (and so AUC) falls as the planted feature rank rises
+    sweep = _synthetic_study(tmp_path, lambda s: [0] + [14] * (N_SEG - 1),
+                             extra_arms={"a": 5, "b": 8, "c": 11})
+    report = write_study_report([sweep], tmp_path / "docs" / "results.md",
+                                tmp_path / "docs" / "figures", n_resamples=300)
+    text = report.read_text()
+    row = _table_row(_section(text, SECTIONS[4]), "q feature erank (init)")
+    assert row[1] == "6" and row[2].startswith("+1.00")
+    assert "arms that keep more rank adapt faster" in _section(text, SECTIONS[5])
