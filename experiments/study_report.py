@@ -796,6 +796,13 @@ def _section_claim(streams: Sequence[Stream], summaries: dict[str, dict[str, Any
             ranking = sm.get("ranking") or []
             best = (f" The best probe by median |partial rho| over arms: {_label(ranking[0][1])} "
                     f"vs {ranking[0][2]} (median {_f(ranking[0][0], 2)}).") if ranking else ""
+            hessian = [r for r in ranking if "/hessian/" in r[1]]
+            if hessian and hessian[0] is not ranking[0]:
+                # one-step gain and entropy measure trainability directly; the claim is
+                # about the Hessian spectrum, so name its best probe too
+                h = hessian[0]
+                best += (f" The best Hessian probe: {_label(h[1])} vs {h[2]} (median "
+                         f"{_f(h[0], 2)}; partial CI excludes 0 in {h[3]} of {h[5]} arms).")
             md.append(f"- Prediction within arms (task index partialled out): {excl} of {n} "
                       f"partial-rho CIs exclude 0, {bh} survive Benjamini-Hochberg at "
                       f"{ALPHA}." + best)

@@ -71,7 +71,8 @@ def test_flagship_has_the_most_arms_and_every_listed_arm():
     arms = {p.stem[:2]: {r.config["experiment"]["arm"] for r in load_sweep(p, out="/x").runs}
             for p in STUDIES}
     assert arms["s1"] == {"continual", "fresh", "stationary", "l2", "er", "l2_er", "redo",
-                          "shrink_perturb", "cbp_l2", "layernorm_l2", "head_reset", "opt_reset"}
+                          "shrink_perturb", "cbp_l2", "layernorm_l2", "head_reset", "opt_reset",
+                          "l2_default_adam"}
     assert len(arms["s1"]) > len(arms["s2"]) >= len(arms["s3"])
 
 
@@ -234,6 +235,7 @@ def test_mean_gap_equals_direct_computation_and_conclusion_follows(tmp_path):
     assert "L2-ER preserves more plasticity than plain backprop" in claim
     # the planted probe (top eigenvalue rises with the recovery delay) is found, within arm
     assert "q top eigenvalue" in _section(text, SECTIONS[3])
+    assert re.search(r"best (Hessian )?probe[^.]*: q top eigenvalue", claim)
 
 
 def test_no_gap_gives_the_no_difference_conclusion(tmp_path):
