@@ -828,6 +828,13 @@ def _section_claim(streams: Sequence[Stream], summaries: dict[str, dict[str, Any
                 md.append("- L2-ER vs continual backprop: " + _sign_text(
                     vs, "gap(l2_er) - gap(continual)", "L2-ER is worse than plain backprop",
                     "L2-ER preserves more plasticity than plain backprop"))
+            for arm, what in (("l2", "ER's contribution on top of L2 with the same Adam"),
+                              ("l2_default_adam", "against L2 with Adam's default betas")):
+                vs = sm.get("l2er_vs", {}).get(arm)
+                if vs is not None:
+                    md.append(f"- L2-ER vs {arm} ({what}): " + _sign_text(
+                        vs, f"gap(l2_er) - gap({arm})", f"L2-ER is worse than {arm}",
+                        f"L2-ER preserves more plasticity than {arm}"))
             better = [a for a, d in sm.get("l2er_vs", {}).items()
                       if a not in ("continual", "l2_er") and _excludes_zero(d[1], d[2]) == -1]
             if better:

@@ -36,6 +36,8 @@ import multiprocessing
 import os
 import re
 import sys
+import threading
+import time
 import traceback
 from collections.abc import Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
@@ -195,10 +197,30 @@ def run_one(config: dict[str, Any], overwrite: bool = False) -> dict[str, Any]:
                 "traceback": traceback.format_exc()}
 
 
-def _init_worker() -> None:
+#: Exit status of a worker that stopped because its sweep process was gone.
+ORPHANED_EXIT = 75
+
+
+def _init_worker(parent: int) -> None:
     import torch
 
     torch.set_num_threads(1)
+    _exit_when_orphaned(parent)
+
+
+def _exit_when_orphaned(parent: int, interval: float = 1.0) -> None:
+    """Stop this worker within ``interval`` seconds once process ``parent`` (the sweep) is
+    no longer its parent. A sweep killed without cleanup (SIGKILL, or SIGTERM, which skips
+    the pool's shutdown) would otherwise leave its workers finishing their runs unseen, and
+    a restarted sweep would resume the same run directories beside them. The run stops as
+    if killed, so the next sweep resumes it from its last checkpoint."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(interval)
+        os._exit(ORPHANED_EXIT)
+
+    threading.Thread(target=watch, name="sweep-parent-watch", daemon=True).start()
 
 
 # ----------------------------------------------------------------------------- the sweep
@@ -275,7 +297,7 @@ def _run_local(pending: Sequence[SweepRun], workers: int, result: SweepResult, s
         return
     context = multiprocessing.get_context("spawn")  # fork + torch threads is unsafe
     with ProcessPoolExecutor(max_workers=workers, mp_context=context,
-                             initializer=_init_worker) as pool:
+                             initializer=_init_worker, initargs=(os.getpid(),)) as pool:
         futures = {pool.submit(run_one, m.config, overwrite): m for m in pending}
         remaining = set(futures)
         while remaining:

@@ -276,10 +276,13 @@ def test_stationary_verdict_uses_a_practical_tolerance(drop, best, verdict):
 def test_cross_arm_rank_correlation_orders_the_arms(tmp_path):
     # five arms whose recovery delay (and so AUC) falls as the planted feature rank rises
     sweep = _synthetic_study(tmp_path, lambda s: [0] + [14] * (N_SEG - 1),
-                             extra_arms={"a": 5, "b": 8, "c": 11})
+                             extra_arms={"l2": 5, "b": 8, "c": 11})
     report = write_study_report([sweep], tmp_path / "docs" / "results.md",
                                 tmp_path / "docs" / "figures", n_resamples=300)
     text = report.read_text()
     row = _table_row(_section(text, SECTIONS[4]), "q feature erank (init)")
     assert row[1] == "6" and row[2].startswith("+1.00")
-    assert "arms that keep more rank adapt faster" in _section(text, SECTIONS[5])
+    claim = _section(text, SECTIONS[5])
+    assert "arms that keep more rank adapt faster" in claim
+    # l2 recovers after 5 episodes, l2_er after 2: ER's contribution is positive
+    assert "L2-ER preserves more plasticity than l2." in claim

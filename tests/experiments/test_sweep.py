@@ -84,3 +84,46 @@ def test_ray_backend_runs_a_tiny_sweep_on_a_local_instance(tmp_path):
     for run in sweep.runs:
         assert (run.run_dir / "DONE").exists()
         assert [r["step"] for r in read_jsonl(run.run_dir / "metrics.jsonl")] == [200, 400]
+
+
+_WORKER = """
+import os, sys, time
+sys.path.insert(0, {root!r})
+from experiments.sweep import _exit_when_orphaned
+_exit_when_orphaned(os.getppid(), 0.05)
+open({ready!r}, "w").close()
+time.sleep(1.5)
+open({survived!r}, "w").close()
+"""
+_SWEEP = """
+import subprocess, sys, time
+subprocess.Popen([sys.executable, "-c", {worker!r}])
+time.sleep(30)
+"""
+
+
+@pytest.mark.parametrize("kill_sweep", [True, False])
+def test_a_worker_stops_when_its_sweep_process_is_killed(tmp_path, kill_sweep):
+    import signal
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    root = str(Path(__file__).resolve().parents[2])
+    ready, survived = tmp_path / "ready", tmp_path / "survived"
+    worker = _WORKER.format(root=root, ready=str(ready), survived=str(survived))
+    sweep = subprocess.Popen([sys.executable, "-c", _SWEEP.format(worker=worker)])
+    try:
+        deadline = time.monotonic() + 60
+        while not ready.exists():
+            assert time.monotonic() < deadline, "the worker never started"
+            time.sleep(0.05)
+        if kill_sweep:
+            sweep.send_signal(signal.SIGKILL)  # no cleanup, as a killed `plasticity sweep`
+        time.sleep(3.0)
+        # orphaned: gone before its run could go on; with its sweep alive: unaffected
+        assert survived.exists() is (not kill_sweep)
+    finally:
+        sweep.kill()
+        sweep.wait()
