@@ -41,7 +41,7 @@ from experiments.analysis.load import Run, find_run_dirs, load_run
 from experiments.analysis.stats import Correlation, boot_diff, boot_mean, spearman_ci
 from experiments.analysis.stats import fmt_number as _f
 from experiments.errors import ConfigError
-from experiments.tomlio import load_toml
+from experiments.tomlio import dumps_toml, load_toml
 
 __all__ = ["write_study_report", "study_report_command", "STREAM_SPECS", "SECTIONS"]
 
@@ -860,6 +860,17 @@ def _section_claim(streams: Sequence[Stream], summaries: dict[str, dict[str, Any
     return md
 
 
+def _portable_config(source: Path) -> str:
+    """A run's resolved config with its output directory relative to the working directory
+    (the repository root, where the study commands run) instead of this machine's absolute
+    path, so that ``plasticity run`` on the copy writes where the sweep wrote."""
+    config = load_toml(source)
+    out = config.get("experiment", {}).get("out")
+    if isinstance(out, str) and Path(out).is_absolute():
+        config["experiment"]["out"] = _path(Path(out))
+    return dumps_toml(config)
+
+
 def _appendix(streams: Sequence[Stream], out_md: Path) -> list[str]:
     """The cited runs; each run's resolved config is copied next to the report
     (``configs/<study>/<run>.toml``), so a citation resolves without the run directories."""
@@ -877,7 +888,7 @@ def _appendix(streams: Sequence[Stream], out_md: Path) -> list[str]:
             cited = "-"
             if source.is_file():
                 copy = copies / f"{r.path.name}.toml"
-                shutil.copyfile(source, copy)
+                copy.write_text(_portable_config(source), encoding="utf-8")
                 cited = f"[`{_path(source)}`]({_rel(copy, out_md)})"
             body.append([r.arm, r.seed, r.status, cited,
                          _f(r.wall_time) if r.wall_time is not None else "-"])
