@@ -156,10 +156,11 @@ def train_forward(mlp: MLP, x: Tensor) -> Tensor:
 
 
 def has_forward_hooks(mlp: MLP) -> bool:
-    """Whether a forward hook (global, or on any module of ``mlp``) is listening."""
+    """Whether a module hook (forward or backward; global, or on any module of ``mlp``) is
+    listening: the training forward must then go through ``__call__``."""
     _plan(mlp)
-    return _global_hooks() or any(m._forward_hooks or m._forward_pre_hooks
-                                  for m in _MODULES[mlp])
+    return _global_hooks() or any(m._forward_hooks or m._forward_pre_hooks or m._backward_hooks
+                                  or m._backward_pre_hooks for m in _MODULES[mlp])
 
 
 # --------------------------------------------------------------- closed-form MLP gradients
@@ -192,8 +193,13 @@ def _grad_plan(mlp: MLP) -> list[tuple[Tensor, Tensor, str | None]] | None:
 
 
 def closed_form_ready(mlp: MLP) -> bool:
-    """Whether :func:`forward_saving` / :func:`backward_into_grad` may replace autograd."""
-    return _grad_plan(mlp) is not None and not has_forward_hooks(mlp)
+    """Whether :func:`forward_saving` / :func:`backward_into_grad` may replace autograd: a
+    supported network and no hook anywhere, module or tensor (``p.register_hook``), that
+    autograd would call."""
+    plan = _grad_plan(mlp)
+    return (plan is not None and not has_forward_hooks(mlp)
+            and not any(t._backward_hooks or t._post_accumulate_grad_hooks
+                        for weight, bias, _ in plan for t in (weight, bias)))
 
 
 def forward_saving(mlp: MLP, x: Tensor) -> tuple[Tensor, list[Tensor]]:
@@ -237,7 +243,9 @@ def backward_into_grad(mlp: MLP, inputs: list[Tensor], grad_out: Tensor) -> None
 
 
 def _global_hooks() -> bool:
-    return bool(torch_module._global_forward_hooks or torch_module._global_forward_pre_hooks)
+    return bool(torch_module._global_forward_hooks or torch_module._global_forward_pre_hooks
+                or torch_module._global_backward_hooks
+                or torch_module._global_backward_pre_hooks)
 
 
 # ------------------------------------------------------------------------- mitigation hooks

@@ -85,3 +85,10 @@ def test_closed_form_is_refused_where_it_would_be_wrong():
     assert not closed_form_ready(net)  # a probe or mitigation is reading features
     handle.remove()
     assert closed_form_ready(net)
+    handle = net.head.weight.register_hook(lambda g: 2 * g)  # autograd would call it
+    assert not closed_form_ready(net)
+    handle.remove()
+    handle = net.hidden[0].register_full_backward_hook(lambda m, gi, go: None)
+    assert not closed_form_ready(net)
+    handle.remove()
+    assert closed_form_ready(net)
