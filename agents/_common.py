@@ -147,15 +147,15 @@ def numpy_forward(mlp: MLP, obs: np.ndarray) -> np.ndarray | None:
 
 
 def train_forward(mlp: MLP, x: Tensor) -> Tensor:
-    """``mlp(x)`` for a training loss: through ``__call__`` whenever any forward hook is
+    """``mlp(x)`` for a training loss: through ``__call__`` whenever any module hook is
     registered (a probe or mitigation is listening), else the cheaper :func:`act_forward`.
     The result is the same either way."""
-    if has_forward_hooks(mlp):
+    if has_module_hooks(mlp):
         return mlp(x)
     return act_forward(mlp, x)
 
 
-def has_forward_hooks(mlp: MLP) -> bool:
+def has_module_hooks(mlp: MLP) -> bool:
     """Whether a module hook (forward or backward; global, or on any module of ``mlp``) is
     listening: the training forward must then go through ``__call__``."""
     _plan(mlp)
@@ -197,7 +197,7 @@ def closed_form_ready(mlp: MLP) -> bool:
     supported network and no hook anywhere, module or tensor (``p.register_hook``), that
     autograd would call."""
     plan = _grad_plan(mlp)
-    return (plan is not None and not has_forward_hooks(mlp)
+    return (plan is not None and not has_module_hooks(mlp)
             and not any(t._backward_hooks or t._post_accumulate_grad_hooks
                         for weight, bias, _ in plan for t in (weight, bias)))
 

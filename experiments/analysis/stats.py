@@ -206,17 +206,26 @@ def partial_spearman_ci(x: Sequence[float], y: Sequence[float], z: Sequence[floa
     return Correlation(rho, p, low, high, n, _flag(dropped, n_resamples), dropped)
 
 
+def _finite_sample(values: Sequence[float | None]
+                   ) -> tuple[np.ndarray, tuple[float, float, float, int] | None]:
+    """The finite values (None and NaN dropped) and, where fewer than 2 leave no interval,
+    the (mean, NaN, NaN, n) answer to return instead."""
+    a = np.asarray([v for v in values if v is not None], dtype=np.float64)
+    a = a[np.isfinite(a)]
+    if len(a) == 0:
+        return a, (math.nan, math.nan, math.nan, 0)
+    if len(a) < 2:
+        return a, (float(a.mean()), math.nan, math.nan, 1)
+    return a, None
+
+
 def mean_ci(values: Sequence[float], confidence: float = 0.95) -> tuple[float, float, float, int]:
     """(mean, low, high, n) of the finite values with a Student-t interval (seeds are few, so
     a t interval rather than a bootstrap); NaN bounds for n < 2."""
-    a = np.asarray(values, dtype=np.float64)
-    a = a[np.isfinite(a)]
-    n = len(a)
-    if n == 0:
-        return math.nan, math.nan, math.nan, 0
-    mean = float(a.mean())
-    if n < 2:
-        return mean, math.nan, math.nan, n
+    a, short = _finite_sample(values)
+    if short is not None:
+        return short
+    mean, n = float(a.mean()), len(a)
     sem = float(stats.sem(a))
     if sem == 0.0:
         return mean, mean, mean, n
@@ -248,14 +257,10 @@ def boot_mean(values: Sequence[float], *, n_resamples: int = 2000, seed: int = 0
               ) -> tuple[float, float, float, int]:
     """(mean, low, high, n) of the finite ``values``: 95% percentile bootstrap CI of the mean
     (NaN bounds for n < 2; a constant sample gives a zero-width interval)."""
-    a = np.asarray([v for v in values if v is not None], dtype=np.float64)
-    a = a[np.isfinite(a)]
-    n = len(a)
-    if n == 0:
-        return math.nan, math.nan, math.nan, 0
-    mean = float(a.mean())
-    if n < 2:
-        return mean, math.nan, math.nan, n
+    a, short = _finite_sample(values)
+    if short is not None:
+        return short
+    mean, n = float(a.mean()), len(a)
     if np.all(a == a[0]):
         return mean, mean, mean, n
     res = stats.bootstrap((a,), np.mean, vectorized=True, axis=-1, n_resamples=n_resamples,
