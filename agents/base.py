@@ -25,6 +25,8 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor, nn
 
+import spectral
+
 if TYPE_CHECKING:  # pragma: no cover
     from collections.abc import Sequence
 
@@ -40,6 +42,10 @@ def check_choice(kind: str, value: Any, choices: Sequence[Any]) -> None:
     """Raise :class:`AgentError` unless ``value`` is one of ``choices``."""
     if value not in choices:
         raise AgentError(f"unknown {kind} {value!r}; valid choices: {', '.join(map(repr, choices))}")
+
+
+def _as_float(obs: Tensor) -> Tensor:
+    return obs.float()
 
 
 @dataclass
@@ -59,6 +65,13 @@ class ProbeTarget:
             given generator so that probing never consumes the agent's RNG.
         inputs: ``inputs(batch) -> Tensor`` -- the network input for a batch (used to
             capture features with a forward pass).
+        fixed_loss: ``fixed_loss(batch) -> scalar`` on *fixed probe data* (transitions not
+            drawn by this agent: ``obs``, ``actions``, ``rewards``, ``next_obs``,
+            ``terminated`` as float tensors, observations already mapped by ``observe``);
+            a loss that is well defined off-policy (TD regression for value networks, the
+            policy's Fisher for policies; see the agents). None: no fixed-data probes.
+        observe: ``observe(raw_obs) -> Tensor`` -- env observations to network inputs
+            (e.g. PPO's running observation normaliser, read without updating it).
     """
 
     name: str
@@ -67,6 +80,22 @@ class ProbeTarget:
     loss: Callable[[Batch], Tensor]
     sample_batch: Callable[[int, torch.Generator | None], Batch]
     inputs: Callable[[Batch], Tensor]
+    fixed_loss: Callable[[Batch], Tensor] | None = None
+    observe: Callable[[Tensor], Tensor] = _as_float
+
+    def fresh_module(self, generator: torch.Generator) -> nn.Module:
+        """A newly initialised network of the same architecture, drawn with ``generator``:
+        a hook-free copy of ``module`` (:func:`spectral.network_copy`) whose
+        ``reset_parameters(generator)`` re-draws every parameter from the initial
+        distribution (``agents.networks.MLP`` has it). ``module`` is untouched."""
+        twin = spectral.network_copy(self.module)
+        reset = getattr(twin, "reset_parameters", None)
+        if not callable(reset):
+            raise AgentError(f"probe target {self.name!r}: {type(self.module).__name__} has no "
+                             "reset_parameters(generator); valid: an agents.networks.MLP or a "
+                             "module with that method")
+        reset(generator)
+        return twin
 
 
 class Mitigation:

@@ -41,6 +41,13 @@ class CategoricalPolicy:
         entropy = -(log_probs.exp() * log_probs).sum(-1)
         return log_prob, entropy
 
+    def fisher_loss(self, logits: Tensor) -> Tensor:
+        """Per row ``KL(p0 || softmax(logits))`` with ``p0 = softmax(logits)`` held fixed:
+        0, zero gradient, Hessian = the Fisher information of the logits' parameters."""
+        log_q = torch.log_softmax(logits, dim=-1)
+        log_p0 = log_q.detach()
+        return (log_p0.exp() * (log_p0 - log_q)).sum(-1)
+
 
 class GaussianPolicy:
     """Diagonal Gaussian around the actor output with a learned, state-independent log-std."""
@@ -61,3 +68,12 @@ class GaussianPolicy:
         log_prob = (-0.5 * z.square() - self.log_std - _HALF_LOG_2PI).sum(-1)
         entropy = (0.5 + _HALF_LOG_2PI + self.log_std).sum(-1).expand(log_prob.shape)
         return log_prob, entropy
+
+    def fisher_loss(self, mean: Tensor) -> Tensor:
+        """Per row ``KL(N(mu0, sigma0) || N(mean, sigma))`` with ``mu0, sigma0`` the current
+        values held fixed: 0, zero gradient, Hessian = the Fisher information."""
+        log_std0, mean0 = self.log_std.detach(), mean.detach()
+        var = torch.exp(2 * self.log_std)
+        kl = (self.log_std - log_std0
+              + (torch.exp(2 * log_std0) + (mean0 - mean).square()) / (2 * var) - 0.5)
+        return kl.sum(-1)

@@ -343,8 +343,17 @@ class DQN:
                 loss=lambda batch: self.td_loss(batch)[0],
                 sample_batch=self._probe_batch,
                 inputs=lambda batch: batch["obs"],
+                fixed_loss=self.fixed_td_loss,
             )
         ]
+
+    def fixed_td_loss(self, batch: Batch) -> Tensor:
+        """The training TD loss (same loss, same target network) on fixed 1-step transitions
+        ``obs, actions, rewards, next_obs, terminated``: Q-learning's target
+        ``r + gamma (1 - terminated) max_a' Q_target(s', a')`` does not depend on the policy
+        that collected the data, so the loss is well defined off-policy."""
+        discounts = self.config.gamma * (1.0 - batch["terminated"])
+        return self.td_loss({**batch, "discounts": discounts})[0]
 
     def _probe_batch(self, n: int, generator: torch.Generator | None = None) -> Batch:
         """Up to ``n`` distinct replay transitions, drawn with ``generator`` (not the agent's RNG)."""

@@ -415,6 +415,8 @@ class PPO:
                 lambda b: self.policy_loss(b)[0],
                 self._probe_batch,
                 inputs,
+                fixed_loss=self.fixed_policy_loss,
+                observe=self._observe,
             ),
             ProbeTarget(
                 "value",
@@ -423,8 +425,31 @@ class PPO:
                 self.value_loss,
                 self._probe_batch,
                 inputs,
+                fixed_loss=self.fixed_value_loss,
+                observe=self._observe,
             ),
         ]
+
+    def _observe(self, obs: Tensor) -> Tensor:
+        return torch.from_numpy(self._normalize_obs(obs.numpy(), update=False))
+
+    def fixed_policy_loss(self, batch: Batch) -> Tensor:
+        """``mean_s KL(pi_theta0(.|s) || pi_theta(.|s))`` on the fixed states, theta0 = the
+        current parameters held fixed: 0 with zero gradient here, and its Hessian is the
+        policy's Fisher information on those states (a Gauss-Newton matrix), which needs
+        no advantages and so is well defined on data this policy did not collect."""
+        return self.policy.fisher_loss(common.train_forward(self.actor, batch["obs"])).mean()
+
+    def fixed_value_loss(self, batch: Batch) -> Tensor:
+        """``vf_coef x 0.5 x mean (V(s) - [r + gamma (1 - terminated) V(s')])^2`` on fixed
+        transitions, the bootstrap ``V(s')`` held fixed (semi-gradient TD(0), the critic's
+        own regression without GAE, which would need this policy's actions): well defined
+        on any transitions. Rewards are the env's (reward normalisation is not applied)."""
+        value = common.train_forward(self.critic, batch["obs"]).squeeze(-1)
+        with torch.no_grad():
+            bootstrap = common.act_forward(self.critic, batch["next_obs"]).squeeze(-1)
+        target = batch["rewards"] + self.config.gamma * (1.0 - batch["terminated"]) * bootstrap
+        return self.config.vf_coef * 0.5 * (value - target).square().mean()
 
     def _probe_batch(self, n: int, generator: torch.Generator | None = None) -> Batch:
         """Up to ``n`` distinct samples of the last rollout, drawn with ``generator``."""

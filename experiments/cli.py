@@ -209,10 +209,10 @@ def cmd_list(ns: argparse.Namespace) -> int:
         width = max(map(len, mitigations))
         print("\n".join(f"{name:<{width}}  {about}" for name, about in mitigations.items()))
     else:
-        import spectral
+        from experiments.probing import list_probe_groups
         from experiments.resolve import DEFAULT_PROBE_METRICS, probe_metric_names
 
-        descriptions = spectral.list_metrics()
+        descriptions = list_probe_groups()
         for name in probe_metric_names():
             mark = "*" if name in DEFAULT_PROBE_METRICS else " "
             print(f"{mark} {name:<20} {descriptions[name]}")

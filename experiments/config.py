@@ -8,7 +8,8 @@ of ``experiments/defaults/default.toml`` is an example, and every run directory'
 log_every -- ``[env]`` id, period, num_envs, kwargs -- ``[agent]`` algo plus the fields of
 the chosen agent's own dataclass (``agents.dqn.DQNConfig`` / ``agents.ppo.PPOConfig``; they
 are not duplicated here) -- ``[mitigations]`` names, options -- ``[probes]`` metrics, pre,
-init, cadence, batch_size, init_rollout_steps, slq_every_n_shifts, slq_phases -- ``[shift]`` what
+init, cadence, batch_size, init_rollout_steps, slq_every_n_shifts, slq_phases, trained_once,
+fixed_phases, fixed_steps, trainability_steps, trainability_lr -- ``[shift]`` what
 happens to the agent's state at a switch -- ``[logging]`` tensorboard, episodes, progress.
 
 Every mistake (unknown table or key, wrong type, out-of-range value, unknown name) raises
@@ -41,6 +42,7 @@ __all__ = [
     "RunConfig",
     "ShiftConfig",
     "REFERENCES",
+    "PROBE_PHASES",
     "AGENTS",
     "agent_config_class",
     "apply_overrides",
@@ -58,6 +60,9 @@ AGENTS = {"dqn": ("agents.dqn", "DQNConfig", "DQN"), "ppo": ("agents.ppo", "PPOC
 #: Agent-config fields the runner sets itself (from the key named), never from ``[agent]``.
 RUNNER_OWNED = {"seed": "experiment.seed", "num_envs": "env.num_envs"}
 PROGRESS = ("auto", "bar", "lines", "off")
+#: Probe phases (docs/architecture.md): before a switch, at the new task's start, the fresh
+#: reference's trained network on the new task before re-initialisation, and cadence probes.
+PROBE_PHASES = ("pre", "init", "trained_once", "cadence")
 
 
 @dataclass
@@ -162,6 +167,19 @@ class ProbeConfig:
             both ends of a task at about twice the cost).
         settings: fields of ``spectral.ProbeConfig`` (Lanczos/SLQ budgets, thresholds),
             e.g. ``[probes.settings] slq_iters = 100``; unset fields keep the defaults below.
+        trained_once: for the ``fresh`` reference, also probe the trained network on the
+            new task's data just before it is re-initialised (phase ``trained_once``, same
+            step as ``init``; off by default: it adds a side rollout and a probe set per
+            shift to the fresh arm, which the default 5% probe budget has no room for).
+        fixed_phases: phases at which each probe target is probed a second time, on the
+            task's *fixed probe data* (rows tagged ``"data": "fixed"``; identical for every
+            arm and seed that sees the task, see experiments/probe_data.py); empty (the
+            default, for the same budget reason): off. The ``trainability`` group runs only
+            on these rows; the study files turn both on and say what they cost.
+        fixed_steps: transitions of the uniform-random behaviour policy that make a task's
+            fixed data when the stream has no ``probe_transitions`` hook.
+        trainability_steps / trainability_lr: the fitting budget of the ``trainability``
+            group (full-batch Adam steps, step size).
     """
 
     enabled: bool = True
@@ -174,6 +192,11 @@ class ProbeConfig:
     slq_every_n_shifts: int = 6
     slq_phases: list[str] = field(default_factory=lambda: ["init"])
     settings: dict[str, Any] = field(default_factory=dict)
+    trained_once: bool = False
+    fixed_phases: list[str] = field(default_factory=list)
+    fixed_steps: int = 512
+    trainability_steps: int = 100
+    trainability_lr: float = 1e-3
 
 
 @dataclass
@@ -481,6 +504,12 @@ def validate(config: RunConfig) -> None:
     for phase in p.slq_phases:
         if phase not in ("pre", "init"):
             raise ConfigError(f"probes.slq_phases has unknown phase {phase!r}; valid choices: 'pre', 'init'")
+    for phase in p.fixed_phases:
+        _choice("probes.fixed_phases entry", phase, PROBE_PHASES)
+    _positive("probes.fixed_steps", p.fixed_steps)
+    _positive("probes.trainability_steps", p.trainability_steps)
+    if not p.trainability_lr > 0:
+        raise ConfigError(f"probes.trainability_lr = {p.trainability_lr!r} is out of range; it must be > 0")
     if p.cadence and p.cadence % e.log_every:
         raise ConfigError(
             f"probes.cadence = {p.cadence} must be a multiple of experiment.log_every = "

@@ -33,10 +33,11 @@ UNSUPPORTED_METRICS = ("distance_from_init",)
 
 
 def probe_metric_names() -> list[str]:
-    """Metric groups a run may ask for (``spectral.list_metrics`` less the unsupported)."""
-    import spectral
+    """Metric groups a run may ask for (``experiments.probing.list_probe_groups``: spectral's
+    groups and the trainability probe, less the unsupported)."""
+    from experiments.probing import list_probe_groups
 
-    return [m for m in spectral.list_metrics() if m not in UNSUPPORTED_METRICS]
+    return [m for m in list_probe_groups() if m not in UNSUPPORTED_METRICS]
 
 
 def rollout_size(config: RunConfig) -> int:
@@ -83,6 +84,11 @@ def resolve(config: RunConfig) -> RunConfig:
         if name not in valid:
             raise ConfigError(f"probes.metrics has unknown metric {name!r}; valid choices: "
                               f"{_choices(valid)}")
+
+    if "trainability" in probes.metrics and not probes.fixed_phases:
+        raise ConfigError("probes.metrics has 'trainability', which runs on the fixed probe "
+                          "data, but probes.fixed_phases is empty; add a phase, e.g. "
+                          "probes.fixed_phases = ['init', 'trained_once'], or drop the metric")
 
     settings = dict(DEFAULT_PROBE_SETTINGS) | dict(probes.settings)
     valid_settings = [f.name for f in dataclasses.fields(spectral.ProbeConfig) if f.name != "dtype"]

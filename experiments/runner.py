@@ -2,7 +2,8 @@
 
 The loop, top to bottom: build the stream and the agent, read the switch steps from the
 schedule, then train to the next stop (a switch, a log point, a checkpoint point, the
-end); at a log point write a metrics row; at a switch probe ``pre``, record the shift
+end); at a log point write a metrics row; at a switch probe ``pre``, (fresh reference)
+probe ``trained_once`` -- the trained network on the new task's data --, record the shift
 (telling the agent only for oracle arms and the fresh reference), and probe ``init`` on
 a side rollout of the new task; checkpoint last, so every row at or before a checkpoint
 step exists when the checkpoint does. The stops never depend on the probe settings, so
@@ -235,13 +236,17 @@ def run(
     env = streams.make_stream(config, stationary=stationary, seed=e.seed)
     # Same schedule seed as the training env, so set_task(k) gives the same task k.
     side_env = streams.make_stream(config, stationary=True, seed=e.seed)
+    # The fixed probe data's own single env (same schedule seed: set_task(k) gives task k).
+    probes = config.probes
+    fixed_env = (streams.make_stream(config, stationary=True, seed=e.seed, single=True)
+                 if probes.enabled and probes.fixed_phases else None)
     agent = _make_agent(config, env)
     schedule = streams.schedule_of(env)
     switches = schedule.switch_steps(e.steps)
     vector_size = config.env.num_envs if streams.is_vector(env) else 1
     policy = shift_policy(config)
     tell_agent = policy.is_oracle or any(getattr(m, "oracle", False) for m in agent.mitigations)
-    prober = Prober(config.probes, config.probes.metrics, e.seed)
+    prober = Prober(probes, probes.metrics, e.seed, fixed_env=fixed_env)
     interval = _Interval()
     wall_before = 0.0
     resumed_from = None
@@ -314,18 +319,22 @@ def run(
             if stop in switches:
                 index = switches.index(stop)
                 old, new = schedule.task_at(stop - 1), schedule.task_at(stop)
-                if config.probes.enabled and config.probes.pre:
+                if probes.enabled and probes.pre:
                     _probe_rows(prober.probe(agent, phase="pre", step=step, task_id=old,
                                              shift_index=index), write, tb)
+                if policy.reinitialize and probes.enabled and probes.trained_once:
+                    streams.set_task(side_env, new)
+                    _probe_rows(prober.probe(agent, phase="trained_once", step=step, task_id=new,
+                                             shift_index=index, side_env=side_env), write, tb)
                 if tell_agent:
                     agent.on_task_switch(policy)
                 write("shifts.jsonl", _shift_row(config, policy, agent, stop, old, new,
                                                  schedule.task_params(new)))
-                if config.probes.enabled and config.probes.init:
+                if probes.enabled and probes.init:
                     streams.set_task(side_env, new)
                     _probe_rows(prober.probe(agent, phase="init", step=step, task_id=new,
                                              shift_index=index, side_env=side_env), write, tb)
-            elif config.probes.enabled and config.probes.cadence and stop % config.probes.cadence == 0:
+            elif probes.enabled and probes.cadence and stop % probes.cadence == 0:
                 _probe_rows(prober.probe(agent, phase="cadence", step=step,
                                          task_id=streams.current_task(env)), write, tb)
 
@@ -355,8 +364,9 @@ def run(
             w.close()
         if tb is not None:
             tb.close()
-        for closable in (env, side_env):
-            closable.close()
+        for closable in (env, side_env, fixed_env):
+            if closable is not None:
+                closable.close()
     return RunResult(run_dir, "done", step, total, prober.seconds, resumed_from)
 
 
@@ -365,8 +375,9 @@ def _probe_rows(rows: list[dict[str, Any]], write: Callable, tb: TensorBoardWrit
         write("probes.jsonl", row)
         if tb is not None:
             values = {k: v for k, v in row.items()
-                      if k not in ("step", "task_id", "phase", "network")}
-            tb.scalars(values, row["step"], prefix=f"probes/{row['network']}/{row['phase']}/")
+                      if k not in ("step", "task_id", "phase", "network", "data")}
+            data = "" if row["data"] == "on_policy" else f"{row['data']}/"
+            tb.scalars(values, row["step"], prefix=f"probes/{row['network']}/{row['phase']}/{data}")
 
 
 def _shift_row(config: RunConfig, policy: ShiftPolicy, agent: Any, step: int, old: int,

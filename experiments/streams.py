@@ -24,14 +24,15 @@ def is_vector(env: Any) -> bool:
     return isinstance(env, gym.vector.VectorEnv)
 
 
-def make_stream(config: RunConfig, *, stationary: bool, seed: int) -> Any:
+def make_stream(config: RunConfig, *, stationary: bool, seed: int, single: bool = False) -> Any:
     """The training (or side-rollout) env of ``config``: a single env for DQN, a vector env
-    of ``env.num_envs`` sub-envs for PPO; ``stationary`` keeps it on one task."""
+    of ``env.num_envs`` sub-envs for PPO (``single``: a single env for either);
+    ``stationary`` keeps it on one task."""
     kwargs = dict(config.env.kwargs)
     kwargs.update(stationary=stationary, seed=seed)
     if config.env.period:  # 0: a stream without a default period decides itself
         kwargs["period"] = config.env.period
-    if config.agent.algo == "ppo":
+    if config.agent.algo == "ppo" and not single:
         return envs.make_vector(config.env.id, config.env.num_envs, **kwargs)
     return envs.make(config.env.id, **kwargs)
 

@@ -13,6 +13,9 @@ Representations and optimisation (:mod:`spectral.features`, :mod:`spectral.optim
 scores, dormant/dead/zero fractions, feature and pre-activation norms, gradient and weight
 norms, distance from init, one-step gain, forward-hook feature capture.
 
+Trainability (:mod:`spectral.trainability`): fit a hook-free copy of a network to fixed
+targets for a fixed budget and read the fitting curve (final loss, area under the curve).
+
 Probing (:mod:`spectral.probe`): :func:`probe` / :class:`ProbeSet` run a configured list of
 the above and return ``{metric_name: float}`` including each group's time.
 """
@@ -64,13 +67,16 @@ from spectral.probe import (
 )
 from spectral.state import preserved_state
 from spectral.trace import TraceEstimate, hessian_trace, operator_trace
+from spectral.trainability import FIT_LOSSES, FitCurve, fit_curve, network_copy, standardized
 
 __all__ = [
     "DEFAULT_METRICS",
+    "FIT_LOSSES",
     "FULL_METRICS",
     "CurvatureOperator",
     "EigenResult",
     "FeatureCapture",
+    "FitCurve",
     "GGNOperator",
     "GradientStats",
     "HessianOperator",
@@ -90,6 +96,7 @@ __all__ = [
     "epsilon_rank_per_probe",
     "feature_norm",
     "feature_rank",
+    "fit_curve",
     "gaussian_smoothing",
     "gradient_norm",
     "gradient_stats",
@@ -102,6 +109,7 @@ __all__ = [
     "layer_parameters",
     "list_metrics",
     "negative_mass",
+    "network_copy",
     "numerical_rank",
     "one_step_gain",
     "operator_trace",
@@ -115,6 +123,7 @@ __all__ = [
     "spectral_density",
     "srank",
     "stable_rank",
+    "standardized",
     "stochastic_lanczos_quadrature",
     "weight_norm",
     "zero_fraction",

@@ -14,10 +14,17 @@
 
 ``set_goal((x, y))`` and ``set_gap(row)`` move the goal / the gap; they take effect at once
 (the grid is edited in place) and persist across resets.
+
+The room implements both optional probe hooks of a stream (docs/architecture.md, "probe
+hooks"): ``probe_transitions()`` enumerates every (pose, action) transition of the current
+task, and ``optimal_action_values(gamma)`` gives the exact optimal action values of the
+current goal at every pose, by breadth-first search over poses.
 """
 
 from __future__ import annotations
 
+import copy
+from collections import deque
 from typing import Any
 
 import numpy as np
@@ -162,6 +169,95 @@ class RoomEnv(MiniGridEnv):
         self.agent_pos = self.agent_start
         self.agent_dir = self.agent_start_dir
         self.mission = _mission()
+
+    # ------------------------------------------------------------ probe hooks
+    def _pose_table(self) -> dict[str, Any]:
+        """Every non-terminal pose (free cell other than the goal, 4 directions) and, per
+        action, the env's own step from it: next pose index (-1 when the step ends the
+        episode), reward, termination, observations. Stepped on a copy of the room from
+        ``step_count = 0``, so the goal's reward is the one of an episode's first step."""
+        room = copy.deepcopy(self)
+        room.render_mode = None
+        room.reset(seed=0)
+        poses = [(cell, d) for cell in self.interior_cells() if cell != self.goal for d in range(4)]
+        index = {pose: i for i, pose in enumerate(poses)}
+        n_actions = int(self.action_space.n)
+        obs, next_obs, nxt, rewards, terminated = [], [], [], [], []
+        for cell, d in poses:
+            row_next, row_reward, row_term, row_obs = [], [], [], []
+            for a in range(n_actions):
+                room.agent_pos, room.agent_dir, room.step_count = cell, d, 0
+                if a == 0:
+                    obs.append(room.gen_obs())
+                o, r, term, _, _ = room.step(a)
+                pose = (tuple(int(v) for v in room.agent_pos), int(room.agent_dir))
+                row_next.append(-1 if term else index[pose])
+                row_reward.append(float(r))
+                row_term.append(bool(term))
+                row_obs.append(o)
+            nxt.append(row_next)
+            rewards.append(row_reward)
+            terminated.append(row_term)
+            next_obs.append(row_obs)
+        return {"obs": np.stack(obs), "next": np.array(nxt), "rewards": np.array(rewards),
+                "terminated": np.array(terminated), "next_obs": np.array(next_obs)}
+
+    def probe_transitions(self) -> dict[str, np.ndarray]:
+        """Fixed probe data: every (pose, action) transition of the current task.
+
+        ``obs``/``next_obs`` (observations), ``actions`` (int64), ``rewards`` (float32),
+        ``terminated`` (bool), one row per non-terminal pose and action (poses in
+        :meth:`interior_cells` order, directions 0-3, actions 0..n-1); the goal pays the
+        reward of an episode's first step. Identical for every agent, arm and seed that
+        sees this goal and layout.
+        """
+        table = self._pose_table()
+        n_poses, n_actions = table["next"].shape
+        return {
+            "obs": np.repeat(table["obs"], n_actions, axis=0),
+            "actions": np.tile(np.arange(n_actions, dtype=np.int64), n_poses),
+            "rewards": table["rewards"].reshape(-1).astype(np.float32),
+            "next_obs": table["next_obs"].reshape(n_poses * n_actions, *table["obs"].shape[1:]),
+            "terminated": table["terminated"].reshape(-1),
+        }
+
+    def optimal_action_values(self, gamma: float) -> dict[str, np.ndarray]:
+        """Exact optimal action values of the current goal at every non-terminal pose.
+
+        With ``n(s, a)`` the fewest steps to the goal when taking ``a`` in pose ``s`` and
+        acting optimally after (breadth-first search over poses), an episode that starts in
+        ``s`` earns ``Q*(s, a) = gamma^(n-1) * (1 - 0.9 * n / max_steps)`` (0 if the goal is
+        out of reach within ``max_steps``): the reward only falls with time and discounting
+        only shrinks it, so the shortest path is optimal. Returns ``obs`` (one row per pose,
+        the order of :meth:`probe_transitions`) and ``action_values`` ``(poses, actions)``.
+        """
+        if not 0.0 <= gamma <= 1.0:
+            raise EnvError(f"gamma must be in [0, 1], got {gamma!r}")
+        table = self._pose_table()
+        nxt, rewards = table["next"], table["rewards"]
+        steps = np.full(nxt.shape[0], np.inf)  # fewest steps from each pose to the goal
+        queue = deque()
+        predecessors: list[list[int]] = [[] for _ in range(nxt.shape[0])]
+        for s, row in enumerate(nxt):
+            for a, t in enumerate(row):
+                if t < 0 and rewards[s, a] > 0:
+                    if steps[s] == np.inf:
+                        steps[s] = 1
+                        queue.append(s)
+                elif t >= 0:
+                    predecessors[t].append(s)
+        while queue:
+            t = queue.popleft()
+            for s in predecessors[t]:
+                if steps[s] == np.inf:
+                    steps[s] = steps[t] + 1
+                    queue.append(s)
+        reached = (nxt < 0) & (rewards > 0)
+        n = np.where(reached, 1.0, 1.0 + steps[np.maximum(nxt, 0)])
+        n = np.where((nxt < 0) & ~reached, np.inf, n)
+        q = np.where(n <= self.max_steps,
+                     gamma ** (n - 1) * (1.0 - 0.9 * n / self.max_steps), 0.0)
+        return {"obs": table["obs"], "action_values": q.astype(np.float32)}
 
     # ------------------------------------------------------------ dynamics
     def step(self, action):

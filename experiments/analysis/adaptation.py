@@ -222,12 +222,16 @@ def segment_returns(run: Run, spec: AdaptationSpec | None = None) -> dict[int, f
 
 
 def probe_columns(run: Run, shift: dict[str, Any]) -> dict[str, float]:
-    """The ``"pre"`` and ``"init"`` probe values at ``shift`` as ``"<phase>/<net>/<metric>"``."""
+    """The on-policy ``"pre"`` and ``"init"`` probe values at ``shift`` as
+    ``"<phase>/<net>/<metric>"``."""
     s = int(shift["step"])
     wanted = {"pre": shift.get("from_task"), "init": shift.get("to_task")}
     out: dict[str, float] = {}
     for phase, task in wanted.items():
-        candidates = [r for r in run.probes if r.get("phase") == phase]
+        # On-policy rows only (a missing "data" key = an old run's on-policy row); the
+        # fixed-data rows of the same phase are a different measurement.
+        candidates = [r for r in run.probes
+                      if r.get("phase") == phase and r.get("data", "on_policy") == "on_policy"]
         by_network: dict[str, dict[str, Any]] = {}
         for row in candidates:
             net = str(row.get("network", "net"))

@@ -183,3 +183,56 @@ def test_rgb_render_of_hidden_goal_room_does_not_show_the_goal():
         frames.append(env.render())
     assert frames[0].shape == (256, 256, 3)
     np.testing.assert_array_equal(frames[0], frames[1])
+
+
+# ------------------------------------------------------------------ probe hooks
+def _pose(obs, size):
+    """(x, y, dir) read back from a one-hot pose observation."""
+    x, y, d = np.flatnonzero(obs[:size])[0], np.flatnonzero(obs[size:2 * size])[0], np.flatnonzero(obs[2 * size:])[0]
+    return int(x), int(y), int(d)
+
+
+def test_probe_transitions_are_the_env_steps_from_every_pose():
+    env = envs.make("plasticity/MiniGridHiddenGoal-v0", seed=3)
+    room = env.unwrapped
+    data = room.probe_transitions()
+    cells = [c for c in room.interior_cells() if c != room.goal]
+    assert len(data["obs"]) == len(cells) * 4 * 3 == 420
+    poses = {_pose(o, 8) for o in data["obs"]}
+    assert poses == {(x, y, d) for (x, y) in cells for d in range(4)}
+    # one pose checked against the real env: walk there, then step each action
+    gx, gy = room.goal
+    beside = (gx - 1, gy)  # facing east, one step west of the goal
+    rows = [i for i, o in enumerate(data["obs"]) if _pose(o, 8) == (*beside, 0)]
+    assert [int(data["actions"][i]) for i in rows] == [LEFT, RIGHT, FORWARD]
+    for i in rows:
+        env.reset(seed=0)
+        room.agent_pos, room.agent_dir = beside, 0
+        obs, r, term, _, _ = env.step(int(data["actions"][i]))
+        assert np.array_equal(obs, data["next_obs"][i]) and term == data["terminated"][i]
+        assert r == pytest.approx(data["rewards"][i])
+    assert data["terminated"].sum() == sum(1 for i in range(420) if data["rewards"][i] > 0)
+    assert data["rewards"].max() == pytest.approx(1 - 0.9 / 144)
+
+
+@pytest.mark.parametrize(("stream", "kwargs"), [("plasticity/MiniGridHiddenGoal-v0", {}),
+                                             ("plasticity/MiniGridLayoutShift-v0", {"obs": "onehot"})])
+def test_optimal_action_values_are_the_returns_of_the_greedy_walk(stream, kwargs):
+    """Acting greedily on Q* from the start reaches the goal in n steps, where Q*(start)
+    = gamma^(n-1) (1 - 0.9 n / max_steps); no first action is worth more."""
+    env = envs.make(stream, seed=1, **kwargs)
+    env.get_wrapper_attr("set_task")(2)
+    room, gamma = env.unwrapped, 0.9
+    exact = room.optimal_action_values(gamma)
+    size = room.width
+    q_of = {_pose(o, size): q for o, q in zip(exact["obs"], exact["action_values"], strict=True)}
+    assert len(q_of) == len(exact["obs"])
+    obs, _ = env.reset(seed=0)
+    start_q = q_of[_pose(obs, size)]
+    n, r, term = 0, 0.0, False
+    while not term and n < 200:
+        obs, r, term, _, _ = env.step(int(np.argmax(q_of[_pose(obs, size)])))
+        n += 1
+    assert term and r == pytest.approx(1 - 0.9 * n / room.max_steps)
+    assert start_q.max() == pytest.approx(gamma ** (n - 1) * r, rel=1e-5)
+    assert (exact["action_values"] > 0).all() and (exact["action_values"] < 1).all()

@@ -68,6 +68,9 @@ MISTAKES = [
     (["sweep", "good.toml", "--workers", "0"], "unknown sweep key 'experiment'"),
     (["report", "no_such_dir"], "'no_such_dir' is not a directory"),
     (["list", "optimizers"], "invalid choice: 'optimizers'"),
+    (["run", "good.toml", 'probes.metrics=["trainability"]', "probes.fixed_phases=[]"],
+     "probes.fixed_phases is empty"),
+    (["run", "good.toml", 'probes.fixed_phases=["later"]'], "probes.fixed_phases entry = 'later'"),
     (["frobnicate"], "invalid choice: 'frobnicate'"),
 ]
 
@@ -104,6 +107,8 @@ def test_envs_and_list_print_the_registries(capsys):
     assert main(["list", "metrics"]) == 0
     out = capsys.readouterr().out
     assert "* hessian_top" in out and "one_step_gain" in out
+    (line,) = [ln for ln in out.splitlines() if ln.split()[:1] == ["trainability"]]
+    assert "fresh" in line and len(line) < 120  # the new group, with its one-line description
 
 
 def test_run_from_the_command_line_writes_a_finished_run(workdir, capsys):

@@ -82,10 +82,19 @@ def training_rows(run_dir: Path) -> tuple[list[dict], list[dict]]:
 def test_probes_do_not_change_training(algo, dqn_config, ppo_config, tmp_path):
     make = dqn_config if algo == "dqn" else ppo_config
     log = make().experiment.log_every
-    probed = experiments.run(make(**{"probes.cadence": log, "experiment.out": str(tmp_path / "a")}))
+    # every probe, the trainability fits on copies of the networks and the fixed data's own
+    # env included, at every phase
+    metrics = [*make().probes.metrics, "trainability"]
+    probed = experiments.run(make(**{"probes.cadence": log, "probes.metrics": metrics,
+                                     "probes.fixed_phases": ["pre", "init", "cadence"],
+                                     "probes.trainability_steps": 5,
+                                     "experiment.out": str(tmp_path / "a")}))
     plain = experiments.run(make(**{"probes.enabled": False, "experiment.out": str(tmp_path / "b")}))
     assert rows(probed.run_dir, "probes.jsonl") and not rows(plain.run_dir, "probes.jsonl")
-    assert any(p["phase"] == "cadence" for p in rows(probed.run_dir, "probes.jsonl"))
+    probes = rows(probed.run_dir, "probes.jsonl")
+    assert {(p["phase"], p["data"]) for p in probes} == {
+        (phase, data) for phase in ("pre", "init", "cadence") for data in ("on_policy", "fixed")}
+    assert all("trainability/random_final_ratio" in p for p in probes if p["data"] == "fixed")
     metrics_a, episodes_a = training_rows(probed.run_dir)
     metrics_b, episodes_b = training_rows(plain.run_dir)
     assert len(episodes_a) > 5 and any(k.startswith("losses/") for k in metrics_a[-1])
