@@ -128,9 +128,16 @@ def test_smoke_runs_all_finish_with_probes_at_every_shift(smoke):
             assert len(shifts) == run.config["experiment"]["steps"] // run.config["env"]["period"] - 1
             probes = _rows(d / "probes.jsonl")
             nets = NETWORKS[run.config["agent"]["algo"]]
+            probing = run.config["probes"]
+            phases = ["pre", "init"]
+            if run.config["experiment"]["reference"] == "fresh" and probing["trained_once"]:
+                phases.append("trained_once")
             for shift in shifts:
-                at = {(p["phase"], p["network"]) for p in probes if p["step"] == shift["step"]}
-                assert at == {(ph, n) for ph in ("pre", "init") for n in nets}, (path.stem, shift)
+                at = {(p["phase"], p["network"], p["data"]) for p in probes if p["step"] == shift["step"]}
+                expected = {(ph, n, "on_policy") for ph in phases for n in nets}
+                expected |= {(ph, n, "fixed") for ph in phases for n in nets
+                             if ph in probing["fixed_phases"]}
+                assert at == expected, (path.stem, shift)
                 init = [p for p in probes if p["step"] == shift["step"] and p["phase"] == "init"]
                 assert all(p["task_id"] == shift["to_task"] for p in init)
                 assert all(math.isfinite(p["hessian/top_1"]) for p in init)
