@@ -8,7 +8,7 @@ import torch
 import envs
 import experiments
 from experiments import probe_data, streams
-from experiments.logging import read_jsonl
+from experiments.rundir import read_jsonl
 
 
 def rows(run_dir, name="probes.jsonl"):
