@@ -8,7 +8,7 @@ Default study: the embedded default (PPO on the hidden-goal room; pre + init pro
 every shift, default metric set, 256-step side rollouts). Prints each run's wall time, the
 probe time the runner measured (side rollouts included), the overhead both as
 probe_time / wall_time and as the wall-time ratio of the pair, and where the probe time
-went: per (phase, data) the probe rows' own time (``time/total``: spectral groups) and the
+went: per (phase, data, network) the probe rows' own time (``time/total``: spectral groups) and the
 trainability fits (``time/trainability``), as a share of the probed run's wall time.
 Target (issue 6): the default probe set <= 5% of the run's wall time.
 """
@@ -34,17 +34,18 @@ from experiments.tomlio import load_toml  # noqa: E402
 
 
 def breakdown(probes: Path, wall: float) -> list[str]:
-    """Seconds of probe-row time per (phase, data), split into spectral groups and fits."""
-    spent: dict[tuple[str, str], list[float]] = defaultdict(lambda: [0.0, 0.0, 0])
+    """Seconds of probe-row time per (phase, data, network), split into spectral groups
+    and trainability fits."""
+    spent: dict[tuple[str, str, str], list[float]] = defaultdict(lambda: [0.0, 0.0, 0])
     for line in probes.read_text().splitlines():
         row = json.loads(line)
-        key = (row["phase"], row.get("data", "on_policy"))
+        key = (row["phase"], row.get("data", "on_policy"), row["network"])
         spent[key][0] += row.get("time/total", 0.0)
         spent[key][1] += row.get("time/trainability", 0.0)
         spent[key][2] += 1
     out = []
-    for (phase, data), (spectral_s, fit_s, n) in sorted(spent.items()):
-        out.append(f"  {phase:>12} {data:>9}: {n:3d} rows, spectral {spectral_s:6.2f}s "
+    for (phase, data, network), (spectral_s, fit_s, n) in sorted(spent.items()):
+        out.append(f"  {phase:>12} {data:>9} {network:>7}: {n:3d} rows, spectral {spectral_s:6.2f}s "
                    f"({spectral_s / wall:5.1%}), trainability {fit_s:6.2f}s ({fit_s / wall:5.1%})")
     return out
 
