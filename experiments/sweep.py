@@ -23,6 +23,9 @@ Sweep file (TOML)::
     [smoke]                      # overrides applied by --smoke: a few-thousand-step setting
     "experiment.steps" = 4096
 
+    [report] / [[hypotheses]]    # what the report declares: arm roles, fresh references and
+                                 # signed hypotheses (experiments/reporting/declarations.py)
+
 Runs = arms x grid points x seeds, named ``<arm>[-<key>=<value>...]-seed<s>``, written to
 ``SWEEP_DIR/runs/<name>/``. Overrides apply in the order base < grid < arm < smoke, then
 ``experiment.name/arm/seed/out`` are set by the sweep. Re-running a sweep skips finished
@@ -48,13 +51,14 @@ from typing import Any
 from experiments.config import apply_overrides, from_dict, load_config, to_dict
 from experiments.errors import ConfigError, RunDiverged
 from experiments.progress import Progress
+from experiments.reporting.declarations import parse_declarations
 from experiments.resolve import resolve
 from experiments.tomlio import load_toml
 
 __all__ = ["Sweep", "SweepRun", "load_sweep", "build_sweep", "run_sweep", "BACKENDS"]
 
 BACKENDS = ("local", "ray")
-SWEEP_KEYS = ("name", "seeds", "out", "base", "grid", "arms", "smoke")
+SWEEP_KEYS = ("name", "seeds", "out", "base", "grid", "arms", "smoke", "report", "hypotheses")
 
 
 @dataclass
@@ -165,6 +169,11 @@ def build_sweep(data: Mapping[str, Any], *, name: str, out: str | Path | None = 
                 except ValueError as exc:
                     raise type(exc)(f"run {run_name!r}: {exc}") from None
                 runs.append(SweepRun(run_name, to_dict(config)))
+    arm_names = {r.config["experiment"]["arm"] for r in runs}
+    unknown = sorted(parse_declarations(data).arms_named() - arm_names)
+    if unknown:
+        raise ConfigError(f"[report] / [[hypotheses]] name the arm {unknown[0]!r}, which this "
+                          f"sweep does not have; its arms: {', '.join(sorted(arm_names))}")
     return Sweep(name, directory, runs, source)
 
 
