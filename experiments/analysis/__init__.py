@@ -49,7 +49,7 @@ from experiments.analysis.correlations import (
     probe_keys,
     probe_trends,
 )
-from experiments.analysis.load import find_run_dirs, load_run, load_runs, read_jsonl
+from experiments.analysis.load import find_run_dirs, load_data, load_run, load_runs
 from experiments.analysis.run import Run, runs_of
 from experiments.analysis.rundata import (
     TABLES,
@@ -88,6 +88,7 @@ __all__ = [
     "correlation_table",
     "find_run_dirs",
     "is_tables_dir",
+    "load_data",
     "load_run",
     "load_runs",
     "match_fresh",
@@ -98,7 +99,6 @@ __all__ = [
     "probe_keys",
     "probe_trends",
     "rank_value",
-    "read_jsonl",
     "read_tables",
     "runs_of",
     "segment_of_episodes",
