@@ -38,10 +38,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from experiments import rundir
 from experiments.analysis.adaptation import AdaptationSpec, adaptation_frame
 from experiments.analysis.run import Run, runs_of
 from experiments.analysis.rundata import RunData, canonical, is_tables_dir, read_tables
-from experiments import rundir
 from experiments.errors import ConfigError
 from experiments.rundir import read_jsonl, read_marker
 from experiments.tomlio import load_toml
