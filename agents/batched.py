@@ -154,17 +154,23 @@ class StackedMLP:
                 h = torch.relu(h) if type(act) is nn.ReLU else act.forward(h)
         return h
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor, lengths: Sequence[int] | None = None) -> Tensor:
         """``(K, B, out)`` outputs for inputs ``(K, B, ...)`` with autograd.
 
         Gradients reach the stacked tensors; if a hook listens (see :meth:`hooked`) each
-        member runs through its own module and the gradients reach the members' views
-        (collect them with :meth:`stack_member_grads`).
+        member runs through its own module (on its first ``lengths[k]`` rows only, the rest
+        being padding: the hooks see what a single run shows them; padded outputs are 0)
+        and the gradients reach the members' views (:meth:`finish_backward` collects them).
         """
         self._by_member = self.hooked()
-        if self._by_member:
-            return torch.stack([net(x[k]) for k, net in enumerate(self.members)])
-        return self._batched(x)
+        if not self._by_member:
+            return self._batched(x)
+        outs = []
+        for k, net in enumerate(self.members):
+            n = x.shape[1] if lengths is None else int(lengths[k])
+            out = net(x[k, :n])
+            outs.append(F.pad(out, (0, 0, 0, x.shape[1] - n)))
+        return torch.stack(outs)
 
     def finish_backward(self) -> None:
         """After ``backward()`` of a loss built with :meth:`forward`: make sure the stacked
@@ -270,7 +276,10 @@ class StackedMLP:
         """After a member-by-member backward: the stacked ``.grad`` from the members' grads."""
         for i, p in enumerate(self.params):
             grads = [owned[i].grad for owned in self._member_params]
-            p.grad = torch.stack([torch.zeros_like(p[0]) if g is None else g for g in grads])
+            if all(g is None for g in grads):
+                continue  # used outside the modules only (PPO's log_std): p.grad has it
+            stacked = torch.stack([torch.zeros_like(p[0]) if g is None else g for g in grads])
+            p.grad = stacked if p.grad is None else p.grad + stacked
 
     def link_grads(self, k: int) -> None:
         """Make member ``k``'s ``p.grad`` views of the stacked gradients (for hooks that edit them)."""

@@ -122,6 +122,14 @@ class MemberOptimizer:
     def param_groups(self) -> list[dict[str, Any]]:
         return self.optimizer.param_groups
 
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        """Forget the member's parameter gradients (e.g. after a probe's backward)."""
+        for p in self._members:
+            if set_to_none:
+                p.grad = None
+            elif p.grad is not None:
+                p.grad.zero_()
+
     def state_dict(self) -> dict[str, Any]:
         state = {}
         for i, stacked in enumerate(self._stacked):
