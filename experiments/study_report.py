@@ -280,12 +280,16 @@ def _provenance(streams: Sequence[Stream]) -> str:
     return f"Runs made by code commit {commit_text}; software versions: {version_text}."
 
 
-def _study_file(s: Stream) -> str:
-    """The study file that made the sweep: ``experiments/studies/<name>.toml`` when it is
-    the same text as the sweep's copy, else the copy (``SWEEP_DIR/sweep.toml``)."""
+def _study_file(s: Stream, out_md: Path) -> str:
+    """The study file that made the sweep: ``experiments/studies/<name>.toml``, or a
+    ``sweep.toml`` next to the report, when it is the same text as the sweep's copy; else
+    the copy (``SWEEP_DIR/sweep.toml``)."""
     source = STUDIES_DIR / f"{s.name}.toml"
     if source.is_file() and source.read_text(encoding="utf-8") == s.source:
         return f"experiments/studies/{source.name}"  # as typed from the repository root
+    beside = out_md.parent / "sweep.toml"
+    if beside.is_file() and beside.read_text(encoding="utf-8") == s.source:
+        return _path(beside)
     return _path(s.directory / "sweep.toml")
 
 
@@ -299,7 +303,7 @@ def _what_was_run(streams: Sequence[Stream], out_md: Path, command: str) -> list
     md = [SECTIONS[0], "",
           "Regenerate this document and its figures with:", "", "```"]
     for s in streams:
-        md.append(f"plasticity sweep {_study_file(s)} --out {_path(s.directory)} --workers 2 --no-report")
+        md.append(f"plasticity sweep {_study_file(s, out_md)} --out {_path(s.directory)} --workers 2 --no-report")
     md += [command, "```", "",
            "(the sweep files are `experiments/studies/<name>.toml`; each sweep directory keeps "
            "a copy as `sweep.toml`). " + _provenance(streams), ""]
@@ -854,16 +858,6 @@ def _section_claim(streams: Sequence[Stream], summaries: dict[str, dict[str, Any
     return md
 
 
-def _portable_config(config: dict[str, Any]) -> str:
-    """A run's resolved config with its output directory relative to the working directory
-    (the repository root, where the study commands run) instead of this machine's absolute
-    path, so that ``plasticity run`` on the copy writes where the sweep wrote."""
-    out = config.get("experiment", {}).get("out")
-    if isinstance(out, str) and Path(out).is_absolute():
-        config["experiment"]["out"] = _path(Path(out))
-    return dumps_toml(config)
-
-
 def _appendix(streams: Sequence[Stream], out_md: Path) -> list[str]:
     """The cited runs; each run's resolved config is copied next to the report
     (``configs/<study>/<run>.toml``), so a citation resolves without the run directories."""
@@ -878,7 +872,7 @@ def _appendix(streams: Sequence[Stream], out_md: Path) -> list[str]:
         body = []
         for r in s.runs:
             copy = copies / f"{r.path.name}.toml"
-            copy.write_text(_portable_config(r.config), encoding="utf-8")
+            copy.write_text(dumps_toml(r.config), encoding="utf-8")  # out: portable (load_runs)
             cited = f"[`{_path(r.path / 'config.toml')}`]({_rel(copy, out_md)})"
             body.append([r.arm, r.seed, r.status, cited,
                          _f(r.wall_time) if r.wall_time is not None else "-"])
