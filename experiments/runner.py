@@ -15,6 +15,7 @@ last checkpoint; rows past the checkpoint are truncated first (see docs/architec
 from __future__ import annotations
 
 import dataclasses
+import random
 import sys
 import time
 from collections.abc import Callable
@@ -22,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from agents.base import DivergenceError, ShiftPolicy
@@ -175,6 +177,29 @@ def _make_agent(config: RunConfig, env: Any) -> Any:
     return agent_class(config.agent.algo)(space, actions, settings, mitigations)
 
 
+def _check_snapshot(config: RunConfig, env: Any) -> None:
+    """Refuse, before anything is written, a stream that cannot be checkpointed exactly."""
+    try:
+        streams.snapshot(env)
+    except Exception as exc:  # noqa: BLE001 -- pickling can fail in many ways
+        raise ConfigError(f"env.id = {config.env.id!r} cannot be checkpointed: saving its "
+                          f"state failed ({type(exc).__name__}: {exc}); a user shift or "
+                          "schedule must be picklable (a class defined at module level)") from None
+
+
+def _global_rng() -> dict[str, Any]:
+    # Agents, probes and mitigations draw from their own generators; the global ones are
+    # saved too so that a library drawing from them cannot make a resume inexact.
+    return {"torch": torch.get_rng_state(), "numpy": np.random.get_state(),
+            "random": random.getstate()}
+
+
+def _set_global_rng(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(state["numpy"])
+    random.setstate(state["random"])
+
+
 def _mitigation_specs(config: RunConfig) -> list[Any]:
     m = config.mitigations
     return [{"name": name, **m.options[name]} if name in m.options else name for name in m.names]
@@ -211,9 +236,9 @@ def _run(config: RunConfig, overwrite: bool,
     env = streams.make_stream(config, stationary=stationary, seed=e.seed)
     # Same schedule seed as the training env, so set_task(k) gives the same task k.
     side_env = streams.make_stream(config, stationary=True, seed=e.seed)
+    _check_snapshot(config, env)
     agent = _make_agent(config, env)
-    schedule = streams.schedule_of(env)
-    switches = schedule.switch_steps(e.steps)
+    switches = streams.schedule_of(env).switch_steps(e.steps)
     vector_size = config.env.num_envs if streams.is_vector(env) else 1
     policy = shift_policy(config)
     tell_agent = policy.is_oracle or any(getattr(m, "oracle", False) for m in agent.mitigations)
@@ -234,14 +259,21 @@ def _run(config: RunConfig, overwrite: bool,
         save_config(config, run_dir / rundir.CONFIG)
     else:
         state = loaded.state
+        if "side_env" not in state:
+            raise ConfigError(f"{loaded.path} was written by an older version that did not save "
+                              "the env's state, so the run cannot resume exactly; pass "
+                              "--overwrite to start it again")
         resumed_from = int(state["step"])
         for name in rundir.JSONL_FILES:
             rewound = rundir.rewind_jsonl(run_dir / name, resumed_from)
             if rewound.torn is not None:
                 notes.append(f"{name}: removed a torn last line ({len(rewound.torn)} characters "
                              "cut short by the process that stopped)")
-        agent.load_state_dict(state["agent"])
-        streams.set_state(env, state["env"])
+        env.close()
+        side_env.close()
+        env, side_env = streams.restore(state["env"]), streams.restore(state["side_env"])
+        agent.load_state_dict(state["agent"], env=env)  # continues the episode in progress
+        _set_global_rng(state["global_rng"])
         interval.load(state["interval"])
         wall_before = float(state["wall_time"])
         prober.seconds = float(state["probe_time"])
@@ -251,6 +283,7 @@ def _run(config: RunConfig, overwrite: bool,
         print(f"plasticity: resuming {run_dir} from step {resumed_from}"
               + (f" ({loaded.path.name})" if loaded.skipped else ""), file=sys.stderr, flush=True)
     rundir.start_segment(run_dir, resumed_from, notes)
+    schedule = streams.schedule_of(env)
 
     writers = {name: JsonlWriter(run_dir / name) for name in rundir.JSONL_FILES}
     tb = None
@@ -322,7 +355,8 @@ def _run(config: RunConfig, overwrite: bool,
             # final one keeps the trained agent for later analysis.
             if (e.checkpoint_every and stop % e.checkpoint_every == 0) or stop == e.steps:
                 save_checkpoint(run_dir / rundir.CHECKPOINTS, step, {
-                    "step": step, "agent": agent.state_dict(), "env": streams.get_state(env),
+                    "step": step, "agent": agent.state_dict(), "env": streams.snapshot(env),
+                    "side_env": streams.snapshot(side_env), "global_rng": _global_rng(),
                     "interval": interval.state(), "wall_time": wall(),
                     "probe_time": prober.seconds,
                 })
