@@ -1,4 +1,4 @@
-"""The runner's view of an ``envs`` stream: build it, read its schedule, save its state.
+"""The runner's view of an ``envs`` stream: build it, read its schedule, snapshot its state.
 
 DQN trains on one env (``envs.make``); PPO on a vector env (``envs.make_vector``) whose
 sub-envs share the schedule. Both are gymnasium wrapper stacks around an
@@ -19,8 +19,8 @@ import envs
 from envs.wrapper import NonStationaryWrapper
 from experiments.config import RunConfig
 
-__all__ = ["make_stream", "stream_wrappers", "schedule_of", "get_state", "set_state", "set_task",
-           "current_task", "is_vector", "snapshot", "restore"]
+__all__ = ["make_stream", "stream_wrappers", "schedule_of", "set_task", "current_task",
+           "is_vector", "snapshot", "restore"]
 
 
 def is_vector(env: Any) -> bool:
@@ -65,15 +65,6 @@ def schedule_of(env: Any) -> Any:
 
 def current_task(env: Any) -> int:
     return int(stream_wrappers(env)[0].task_id)
-
-
-def get_state(env: Any) -> list[dict[str, Any]]:
-    return [w.get_state() for w in stream_wrappers(env)]
-
-
-def set_state(env: Any, state: list[dict[str, Any]]) -> None:
-    for wrapper, s in zip(stream_wrappers(env), state, strict=True):
-        wrapper.set_state(s)
 
 
 def set_task(env: Any, k: int) -> None:
