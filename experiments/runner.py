@@ -30,6 +30,7 @@ from agents.base import DivergenceError, ShiftPolicy
 from experiments import rundir, streams
 from experiments.checkpoint import load_latest, save_checkpoint
 from experiments.config import RunConfig, agent_class, load_config, save_config, to_dict
+from experiments.divergence import NormRule, parameter_norms
 from experiments.errors import ConfigError, RunDiverged
 from experiments.logging import JsonlWriter, TensorBoardWriter
 from experiments.probing import Prober
@@ -243,6 +244,7 @@ def _run(config: RunConfig, overwrite: bool,
     policy = shift_policy(config)
     tell_agent = policy.is_oracle or any(getattr(m, "oracle", False) for m in agent.mitigations)
     prober = Prober(config.probes, config.probes.metrics, e.seed)
+    norm_rule = NormRule(e.divergence_factor, parameter_norms(agent.networks()))
     interval = _Interval()
     wall_before = 0.0
     resumed_from = None
@@ -259,7 +261,7 @@ def _run(config: RunConfig, overwrite: bool,
         save_config(config, run_dir / rundir.CONFIG)
     else:
         state = loaded.state
-        if "side_env" not in state:
+        if "norm_baseline" not in state:
             raise ConfigError(f"{loaded.path} was written by an older version that did not save "
                               "the env's state, so the run cannot resume exactly; pass "
                               "--overwrite to start it again")
@@ -275,6 +277,7 @@ def _run(config: RunConfig, overwrite: bool,
         agent.load_state_dict(state["agent"], env=env)  # continues the episode in progress
         _set_global_rng(state["global_rng"])
         interval.load(state["interval"])
+        norm_rule.baseline = state["norm_baseline"]
         wall_before = float(state["wall_time"])
         prober.seconds = float(state["probe_time"])
     for note in notes:
@@ -308,6 +311,7 @@ def _run(config: RunConfig, overwrite: bool,
             t0, before = time.perf_counter(), step
             try:
                 result = agent.learn(env, stop)
+                ratios = norm_rule.check(result.global_step, agent.networks())
             except DivergenceError as err:
                 _record_divergence(run_dir, writers, tb, err, streams.current_task(env), wall())
                 raise RunDiverged(f"run {str(run_dir)!r} diverged at env step {err.step}: "
@@ -325,6 +329,7 @@ def _run(config: RunConfig, overwrite: bool,
             if stop % e.log_every == 0 or stop == e.steps:
                 row = interval.row(step, streams.current_task(env), wall())
                 row["perf/probe_seconds"] = round(prober.seconds, 3)
+                row.update({f"params/{net}/norm_ratio": r for net, r in ratios.items()})
                 write(rundir.METRICS, row)
                 if tb is not None:
                     tb.scalars({k: v for k, v in row.items() if "/" in k}, step)
@@ -357,6 +362,7 @@ def _run(config: RunConfig, overwrite: bool,
                 save_checkpoint(run_dir / rundir.CHECKPOINTS, step, {
                     "step": step, "agent": agent.state_dict(), "env": streams.snapshot(env),
                     "side_env": streams.snapshot(side_env), "global_rng": _global_rng(),
+                    "norm_baseline": norm_rule.baseline,
                     "interval": interval.state(), "wall_time": wall(),
                     "probe_time": prober.seconds,
                 })
