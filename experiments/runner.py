@@ -9,7 +9,11 @@ step exists when the checkpoint does. The stops never depend on the probe settin
 probing cannot move where training pauses.
 
 A run directory that holds an unfinished run of the same config is resumed from its
-last checkpoint; rows past the checkpoint are truncated first (see docs/architecture.md).
+newest intact checkpoint; rows past the checkpoint are removed first. A checkpoint holds
+everything training depends on -- the agent with its episode in progress, the envs'
+complete state, the global RNGs -- so the resumed run writes exactly the rows of an
+uninterrupted one, wall-clock fields aside (see docs/architecture.md). The directory is
+locked while the run owns it (``rundir.locked``).
 """
 
 from __future__ import annotations
@@ -217,8 +221,10 @@ def run(
 
     Raises:
         ConfigError (or another package's ValueError): bad config; nothing is written.
-        RunDiverged: NaN/inf in a loss or parameters; ``DIVERGED`` and a final metrics row
-            record it, every row written before stays.
+        RunDiverged: NaN/inf in a loss or parameters, or a parameter norm beyond
+            ``experiment.divergence_factor`` x its initial norm; ``DIVERGED`` and a final
+            metrics row record it, every row written before stays.
+        RunDirLocked: another live process owns the run directory.
     """
     config = resolve(config)
     rundir.check_out(config.run_dir)
