@@ -289,15 +289,20 @@ class DQNMember:
             "exploration_origin": self.exploration_origin,
             "rng": common.rng_state(self.rng, self.torch_rng),
             "mitigations": [m.state_dict() for m in self.mitigations],
+            # the episode in progress on the training env, for an exact resume
+            "episode": None if self._obs is None else {
+                "obs": self._obs, "return": self._episode_return, "length": self._episode_length},
         }
         state = copy.deepcopy(state)  # detach from the live tensors
         state["buffer"] = (self.buffer.state_dict(self.index) if self.config.checkpoint_buffer
                            else None)
         return state
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
+    def load_state_dict(self, state: dict[str, Any], env: gym.Env | None = None) -> None:
         """Restore this member (the population's step count, exploration origin and buffer
-        position are shared: load every member from checkpoints of one step)."""
+        position are shared: load every member from checkpoints of one step). Without
+        ``env`` the next ``learn`` resets its env; with ``env`` -- the training env restored
+        to its state at the checkpoint -- it continues the episode in progress there."""
         self.q.load_state_dict(state["q"])
         self.target_network.load_state_dict(state["target_network"])
         self.optimizer.load_state_dict(state["optimizer"])
@@ -310,6 +315,10 @@ class DQNMember:
             self.buffer.clear()
         common.load_mitigation_states(self.mitigations, state["mitigations"])
         self._env = None
+        episode = state.get("episode")
+        if env is not None and episode is not None:
+            self._env, self._obs = env, np.array(episode["obs"])
+            self._episode_return, self._episode_length = episode["return"], episode["length"]
 
 
 class DQN:
@@ -606,10 +615,15 @@ class DQN:
             return self.members[0].state_dict()
         return {"members": [m.state_dict() for m in self.members]}
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore a checkpoint of :meth:`state_dict`; the next ``learn`` resets its envs."""
+    def load_state_dict(self, state: dict[str, Any],
+                        env: gym.Env | Sequence[gym.Env] | None = None) -> None:
+        """Restore a checkpoint of :meth:`state_dict`. Without ``envs`` the next ``learn``
+        resets the envs; with ``env`` (one per member restored to its state at the
+        checkpoint; the env itself for a single run) every member continues its episode in progress exactly."""
         states = [state] if self.k == 1 else state["members"]
         if len(states) != self.k:
             raise AgentError(f"checkpoint has {len(states)} members, the population {self.k}")
-        for m, member_state in zip(self.members, states, strict=True):
-            m.load_state_dict(member_state)
+        envs = [env] if isinstance(env, gym.Env) or env is None else list(env)
+        envs = envs * self.k if env is None else envs
+        for m, member_state, env in zip(self.members, states, envs, strict=True):
+            m.load_state_dict(member_state, env)

@@ -343,12 +343,20 @@ class PPOMember:
             ),
             "last_rollout": self.last_rollout,
             "mitigations": [m.state_dict() for m in self.mitigations],
+            # where the training env stands mid-episode, for an exact resume
+            "episode": None if self._state is None else {
+                "obs": self._state.obs, "resetting": self._state.resetting,
+                "returns": self._state.episodes.returns, "lengths": self._state.episodes.lengths,
+                "reward_returns": (self.reward_normalizer.returns
+                                   if self.reward_normalizer else None)},
         }
         return copy.deepcopy(state)
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
+    def load_state_dict(self, state: dict[str, Any], env: VectorEnv | None = None) -> None:
         """Restore this member (the step count is the population's: load every member from
-        checkpoints of one step)."""
+        checkpoints of one step). Without ``env`` the next ``learn`` resets its env; with
+        ``env`` -- the training vector env restored to its state at the checkpoint -- it
+        continues every sub-env's episode in progress there, exactly."""
         self.actor.load_state_dict(state["actor"])
         self.critic.load_state_dict(state["critic"])
         self.optimizer.load_state_dict(state["optimizer"])
@@ -360,7 +368,16 @@ class PPOMember:
             self.reward_normalizer.rms.load_state_dict(state["reward_normalizer"])
         self.last_rollout = copy.deepcopy(state["last_rollout"])
         common.load_mitigation_states(self.mitigations, state["mitigations"])
-        self._env = None
+        self._env, self._state = None, None
+        episode = state.get("episode")
+        if env is not None and episode is not None:
+            tracker = common.EpisodeTracker(len(episode["returns"]))
+            tracker.returns[:], tracker.lengths[:] = episode["returns"], episode["lengths"]
+            self._env = env
+            self._state = _RolloutState(np.array(episode["obs"]),
+                                        np.array(episode["resetting"]), tracker)
+            if self.reward_normalizer is not None:
+                self.reward_normalizer.returns = np.array(episode["reward_returns"])
 
 
 class PPO:
@@ -745,10 +762,15 @@ class PPO:
             return self.members[0].state_dict()
         return {"members": [m.state_dict() for m in self.members]}
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore a checkpoint of :meth:`state_dict`; the next ``learn`` resets its envs."""
+    def load_state_dict(self, state: dict[str, Any],
+                        env: VectorEnv | Sequence[VectorEnv] | None = None) -> None:
+        """Restore a checkpoint of :meth:`state_dict`. Without ``envs`` the next ``learn``
+        resets the envs; with ``env`` (one vector env per member restored to its state at
+        the checkpoint; the env itself for a single run) every member continues its episodes in progress exactly."""
         states = [state] if self.k == 1 else state["members"]
         if len(states) != self.k:
             raise AgentError(f"checkpoint has {len(states)} members, the population {self.k}")
-        for m, member_state in zip(self.members, states, strict=True):
-            m.load_state_dict(member_state)
+        envs = [env] if isinstance(env, VectorEnv) or env is None else list(env)
+        envs = envs * self.k if env is None else envs
+        for m, member_state, env in zip(self.members, states, envs, strict=True):
+            m.load_state_dict(member_state, env)
