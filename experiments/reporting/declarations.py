@@ -8,6 +8,9 @@ A study file (``experiments/studies/*.toml``, a sweep file) may carry, besides t
     oracle_arms = ["head_reset"]                 # told about the switch (labelled "oracle")
     negative_control = false                     # the study is meant as a negative control
     primary_target = "mean_return"               # adaptation column of the gap and exploration
+    exploratory_probes = ["features/hidden.1/effective_rank"]  # init probes shown as
+                                                 # exploratory besides the declared ones
+                                                 # (default: every init probe)
     threshold = 0.8                              # absolute recovery threshold (else relative)
     max_return = 1.0                             # AUC normaliser in absolute mode
     limitations = ["...", "..."]                 # printed before the limitations derived from runs
@@ -76,8 +79,8 @@ DATA = ("on_policy", "fixed")
 SIGNS = ("+", "-")
 SCALES = ("ranks", "raw")
 REPORT_KEYS = ("key_arms", "comparison_arm", "oracle_arms", "negative_control",
-               "primary_target", "threshold", "max_return", "limitations", "stationary",
-               "references")
+               "primary_target", "exploratory_probes", "threshold", "max_return", "limitations",
+               "stationary", "references")
 HYPOTHESIS_KEYS = ("id", "statement", "kind", "probe", "phase", "network", "data", "target",
                    "sign", "arms", "versus", "scale")
 ALPHA = 0.05
@@ -146,6 +149,7 @@ class Declarations:
     oracle_arms: tuple[str, ...] = ()
     negative_control: bool = False
     primary_target: str = "mean_return"
+    exploratory_probes: tuple[str, ...] = ()
     threshold: float | None = None
     max_return: float | None = None
     limitations: tuple[str, ...] = ()
@@ -292,8 +296,12 @@ def parse_declarations(study: Mapping[str, Any]) -> Declarations:
     target = report.get("primary_target", "mean_return")
     if not isinstance(target, str):
         raise ConfigError(f"[report] primary_target = {target!r}; expected a column name")
+    exploratory = report.get("exploratory_probes", [])
+    if not isinstance(exploratory, list) or not all(isinstance(x, str) for x in exploratory):
+        raise ConfigError(f"[report] exploratory_probes = {exploratory!r}; expected a list of "
+                          "probe metric names")
     return Declarations(
-        hypotheses=hypotheses,
+        hypotheses=hypotheses, exploratory_probes=tuple(exploratory),
         key_arms=_names("[report]", "key_arms", report["key_arms"]) if "key_arms" in report else (),
         comparison_arm=comparison,
         oracle_arms=(_names("[report]", "oracle_arms", report["oracle_arms"])
