@@ -20,14 +20,21 @@ same bytes.
 from __future__ import annotations
 
 import json
-import tomllib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import tomllib
+
 from experiments.analysis.adaptation import AdaptationSpec, adaptation_frame, spec_for
 from experiments.analysis.load import load_data
-from experiments.analysis.rundata import RunData, check_commits, commits, write_tables
+from experiments.analysis.rundata import (
+    RunData,
+    check_commits,
+    commits,
+    is_tables_dir,
+    write_tables,
+)
 from experiments.errors import ConfigError
 from experiments.reporting.declarations import Declarations, parse_declarations
 from experiments.reporting.figures import write_figures
@@ -97,12 +104,14 @@ def write_report(paths: Sequence[str | Path], out: str | Path | None = None, *,
                  allow_mixed_commits: bool = False, n_resamples: int = N_RESAMPLES,
                  seed: int = 0) -> Path:
     """``plasticity report``: the generic configuration (module docstring); returns the
-    ``report.md`` path. ``out`` defaults to the single path given, else ``./report``."""
+    ``report.md`` path. ``out`` defaults to the single path given (the directory holding it
+    when it is a tables directory), else ``./report``."""
     paths = [Path(p) for p in paths]
     data = load_data(paths)
     check_commits(data, allow_mixed_commits=allow_mixed_commits)
-    if out is None:
+    if out is None:  # next to the runs, or where the tables' report was
         out = paths[0] if len(paths) == 1 else Path("report")
+        out = out.parent if is_tables_dir(out) else out
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     report = Report(REPORT_TITLE, tuple(summarize(s, n_resamples=n_resamples, seed=seed)
@@ -126,23 +135,21 @@ def _portable_config(config: dict[str, Any]) -> str:
     return dumps_toml(config)
 
 
-def _study_commands(streams: Sequence[StreamInput], out: Path) -> dict[str, str]:
-    """Per stream, the commands that make its runs and this document (from the study file's
-    text, so they are the same whether the runs or the tables are read)."""
-    lines = {}
-    sweep_dirs = []
+def _study_commands(streams: Sequence[StreamInput], out: Path) -> tuple[dict[str, str], str]:
+    """Per stream the command that makes its runs, and the commands that make this document
+    (from the study files' text, so they are the same whether the runs or the tables are
+    read)."""
+    lines, sweep_dirs = {}, []
     for s in streams:
         study = STUDIES_DIR / f"{s.name}.toml"
-        file = (f"experiments/studies/{study.name}" if study.is_file()
-                and study.read_text(encoding="utf-8") == s.source else f"<sweep dir>/sweep.toml")
-        sweep_out = str(tomllib.loads(s.source).get("out", f"runs/sweeps/{s.name}")
-                        if s.source else f"runs/sweeps/{s.name}").format(name=s.name)
-        sweep_dirs.append(sweep_out)
+        same = study.is_file() and study.read_text(encoding="utf-8") == s.source
+        file = f"experiments/studies/{study.name}" if same else "SWEEP_DIR/sweep.toml"
+        declared_out = tomllib.loads(s.source).get("out") if s.source else None
+        sweep_dirs.append(str(declared_out or "runs/sweeps/{name}").format(name=s.name))
         lines[s.name] = f"plasticity sweep {file} --workers 2 --no-report"
     tables = " ".join(f"{out.as_posix()}/tables/{s.name}" for s in streams)
-    report = (f"plasticity report --study {' '.join(sweep_dirs)} --out {out.as_posix()}\n"
-              f"plasticity report --study {tables} --out {out.as_posix()}  # from the tables")
-    return {name: f"{line}\n{report}" for name, line in lines.items()}
+    return lines, (f"plasticity report --study {' '.join(sweep_dirs)} --out {out.as_posix()}\n"
+                   f"plasticity report --study {tables} --out {out.as_posix()}")
 
 
 def write_study_report(paths: Sequence[str | Path], out: str | Path = "docs", *,
@@ -187,6 +194,6 @@ def write_study_report(paths: Sequence[str | Path], out: str | Path = "docs", *,
             links[run.run_id] = f"configs/{s.name}/{name}.toml"
         configs[s.name] = links
     path = out / "results.md"
-    path.write_text(render(report, figures, _study_commands(streams, out), configs),
-                    encoding="utf-8")
+    commands, regenerate = _study_commands(streams, out)
+    path.write_text(render(report, figures, commands, configs, regenerate), encoding="utf-8")
     return path

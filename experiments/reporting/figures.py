@@ -85,7 +85,8 @@ def _gap_figure(s: StreamSummary, path: Path) -> None:
     fig, axes = _grid(len(gaps))
     lows = [i.low for g in gaps for i in g.per_task.y if math.isfinite(i.low)]
     highs = [i.high for g in gaps for i in g.per_task.y if math.isfinite(i.high)]
-    pad = 0.05 * ((max(highs) - min(lows)) if lows and highs else 1.0)
+    span = (max(max(highs), 0.0) - min(min(lows), 0.0)) if lows and highs else 0.0
+    pad = 0.05 * span if span > 0 else 0.05  # a gap of exactly 0 everywhere still gets a range
     for ax, g in zip(axes.flat, gaps, strict=False):
         _band(ax, g.per_task, "tab:blue")
         ax.axhline(0.0, color="0.4", linewidth=0.8)

@@ -197,6 +197,12 @@ def _ranks(values: np.ndarray) -> np.ndarray:
     return stats.rankdata(values) / len(values)
 
 
+def _varies(column: pd.Series) -> bool:
+    """Not constant up to rounding (a constant column would duplicate the intercept)."""
+    values = column.to_numpy(dtype=float)
+    return float(values.max() - values.min()) > 1e-9 * max(1.0, float(np.abs(values).max()))
+
+
 def mixed_effect(frame: pd.DataFrame, y: str, x: str, *, seed: str = "seed",
                  covariates: Sequence[str] = ("task_index",), ranked: Sequence[str] = (),
                  scale: str = "ranks") -> Effect:
@@ -236,13 +242,13 @@ def mixed_effect(frame: pd.DataFrame, y: str, x: str, *, seed: str = "seed",
     within = data[x] - seed_mean
     if float(np.abs(within).max()) <= 1e-12 * max(1.0, float(np.abs(data[x]).max())):
         return undefined("no within-seed variation of the probe")
-    if float(data[y].std()) == 0.0:
+    if not _varies(data[y]):
         return undefined("constant target")
     design = pd.DataFrame({"const": 1.0, "x_within": within.to_numpy()}, index=data.index)
-    if float(seed_mean.std()) > 0.0:
+    if _varies(seed_mean):
         design["x_seed_mean"] = seed_mean.to_numpy()
     for c in covariates:
-        if float(data[c].std()) > 0.0:
+        if _varies(data[c]):
             design[c] = data[c].to_numpy()
     if n <= design.shape[1] + 1:
         return undefined(f"{n} rows for {design.shape[1]} fixed effects")

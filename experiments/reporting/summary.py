@@ -239,9 +239,12 @@ def _arms(runs: pd.DataFrame, shifts: pd.DataFrame, frame: pd.DataFrame, decl: D
         if len(rows) and target in rows:
             adaptation = bootstrap_mean(rows[target], rows["seed"], n_resamples=n_resamples,
                                         seed=seed)
-        if len(rows) and "censored" in rows:
-            reached = bootstrap_mean((~rows["censored"].astype(bool)).astype(float),
-                                     rows["seed"], n_resamples=n_resamples, seed=seed)
+        if len(rows) and "steps_to_threshold" in rows:
+            steps = rows["steps_to_threshold"]  # +inf: censored; NaN: no threshold defined
+            defined = steps.notna()
+            reached = bootstrap_mean(np.isfinite(steps[defined]).astype(float),
+                                     rows.loc[defined, "seed"], n_resamples=n_resamples,
+                                     seed=seed)
         out.append(Arm(arm, reference, _roles(arm, reference, decl), _seeds(done["seed"]),
                        len(done), len(members), describe_mitigations(first),
                        _shift_knobs(first),

@@ -1,16 +1,12 @@
 """``plasticity report`` (the generic configuration of the report engine) on tiny synthetic
-run directories: content, unfinished and diverged runs, the tables next to the report and
-the byte-identical rebuild from them, refused mixed commits."""
+run directories: content, unfinished runs, references, the tables next to the report and the
+byte-identical rebuild from them (mixed commits: tests/experiments/test_analysis_tables.py)."""
 
 from __future__ import annotations
-
-import json
 
 import pytest
 
 from experiments.analysis.synthetic import step_episodes, write_run
-from experiments.cli import main
-from experiments.errors import ConfigError
 from experiments.reporting.build import write_report
 from experiments.reporting.render import SECTIONS
 
@@ -71,23 +67,3 @@ def test_report_rebuilt_from_its_tables_is_byte_identical(sweep, tmp_path):
     assert again.read_bytes() == report.read_bytes()
     for png in (root / "figures").glob("*.png"):
         assert (tmp_path / "again" / "figures" / png.name).read_bytes() == png.read_bytes()
-
-
-def test_mixed_commits_are_refused_unless_allowed(tmp_path, capsys):
-    for seed, commit in enumerate(("aaa111", "bbb222")):
-        run = write_run(tmp_path / "runs" / f"c-s{seed}", arm="c", seed=seed,
-                        episodes=step_episodes(PERIOD, [0, 3]), period=PERIOD, n_segments=2)
-        (run / "provenance.json").write_text(json.dumps(
-            {"git_commit": commit, "git_dirty": False, "versions": {},
-             "segments": [{"git_commit": commit, "git_dirty": False, "resumed_from": None,
-                           "started": "2026-01-01T00:00:00Z"}]}))
-    with pytest.raises(ConfigError, match="aaa111.*bbb222"):
-        write_report([tmp_path], tmp_path / "out")
-    assert not (tmp_path / "out" / "report.md").exists()
-    assert main(["report", str(tmp_path), "--out", str(tmp_path / "out")]) == 2
-    assert "aaa111" in capsys.readouterr().err
-    assert main(["report", str(tmp_path), "--out", str(tmp_path / "out"),
-                 "--allow-mixed-commits"]) == 0
-    text = (tmp_path / "out" / "report.md").read_text()
-    assert "`aaa111`, `bbb222`" in text
-    assert "more than one code commit: aaa111, bbb222" in text

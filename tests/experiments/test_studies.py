@@ -223,11 +223,12 @@ arms = ["continual"]
 
 def _synthetic_study(root: Path, recover_continual) -> Path:
     """A sweep directory with continual (recovering after ``recover_continual(seed)[k]``
-    episodes; its top eigenvalue rises with the delay), l2_er (recovers after 2 episodes, no
+    episodes; its top eigenvalue rises with the delay, plus noise), l2_er (recovers after 2 episodes, no
     fresh L2-ER run) and fresh (after 2) arms."""
     sweep = root / "synthetic_study"
     sweep.mkdir(parents=True)
     (sweep / "sweep.toml").write_text(STUDY_FILE, encoding="utf-8")
+    noise = np.random.default_rng(7)
     for arm, reference in (("continual", "continual"), ("l2_er", "continual"),
                            ("fresh", "fresh")):
         for seed in range(SEEDS):
@@ -237,7 +238,8 @@ def _synthetic_study(root: Path, recover_continual) -> Path:
             for k in range(1, N_SEG):
                 for phase, task in (("pre", k - 1), ("init", k)):
                     probes.append({"step": k * PERIOD, "task_id": task, "phase": phase,
-                                   "network": "q", "hessian/top_1": 1.0 + recover[k],
+                                   "network": "q",
+                                   "hessian/top_1": 1.0 + recover[k] + noise.normal(),
                                    "weights/norm": 10.0 + k})
             write_run(sweep / "runs" / f"{arm}-seed{seed}", arm=arm, seed=seed,
                       reference=reference, episodes=step_episodes(PERIOD, recover),
