@@ -48,6 +48,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from experiments import rundir
 from experiments.config import apply_overrides, from_dict, load_config, to_dict
 from experiments.errors import ConfigError, RunDiverged
 from experiments.progress import Progress
@@ -162,7 +163,7 @@ def build_sweep(data: Mapping[str, Any], *, name: str, out: str | Path | None = 
                 names.add(run_name)
                 fixed = {"experiment.name": name, "experiment.arm": arm_name,
                          "experiment.seed": seed,
-                         "experiment.out": str(directory / "runs" / run_name)}
+                         "experiment.out": str(directory / rundir.SWEEP_RUNS / run_name)}
                 merged = apply_overrides(base, {**grid_point, **arm, **smoke_overrides, **fixed})
                 try:
                     config = resolve(from_dict(merged))
@@ -235,7 +236,7 @@ def _exit_when_orphaned(parent: int, interval: float = 1.0) -> None:
 # ----------------------------------------------------------------------------- the sweep
 def _last_step(run_dir: Path) -> int:
     """Step of the last row of a run's metrics.jsonl (reads only the file's tail)."""
-    path = run_dir / "metrics.jsonl"
+    path = run_dir / rundir.METRICS
     try:
         with open(path, "rb") as f:
             f.seek(0, os.SEEK_END)
@@ -254,22 +255,33 @@ def run_sweep(sweep: Sweep, *, workers: int = 1, backend: str = "local",
               address: str | None = None, progress: str = "auto",
               overwrite: bool = False) -> SweepResult:
     """Run every member of ``sweep``; skip finished ones, resume interrupted ones
-    (``overwrite``: run every member again from scratch)."""
-    from experiments.runner import comparable_config, run_status
+    (``overwrite``: run every member again from scratch and delete the old report).
 
+    The sweep directory is locked while the sweep runs (each run locks its own directory
+    too), so a second sweep on it refuses with a line naming the owner."""
     if backend not in BACKENDS:
         raise ConfigError(f"backend {backend!r} is not valid; valid choices: {', '.join(BACKENDS)}")
     if workers < 1:
         raise ConfigError(f"--workers {workers} is out of range; it must be >= 1")
-    sweep.directory.mkdir(parents=True, exist_ok=True)
+    rundir.check_out(sweep.directory)
+    with rundir.locked(sweep.directory, what="sweep directory"):
+        return _run_sweep(sweep, workers, backend, address, progress, overwrite)
+
+
+def _run_sweep(sweep: Sweep, workers: int, backend: str, address: str | None, progress: str,
+               overwrite: bool) -> SweepResult:
+    from experiments.runner import comparable_config
+
+    if overwrite:
+        rundir.clear_report(sweep.directory)
     if sweep.source:
-        (sweep.directory / "sweep.toml").write_text(sweep.source, encoding="utf-8")
+        (sweep.directory / rundir.SWEEP_FILE).write_text(sweep.source, encoding="utf-8")
     result = SweepResult(sweep.directory)
     pending: list[SweepRun] = []
     for member in sweep.runs:
-        status = "empty" if overwrite else run_status(member.run_dir)
+        status = "empty" if overwrite else rundir.run_status(member.run_dir)
         if status in ("done", "diverged"):
-            saved = load_config(member.run_dir / "config.toml")
+            saved = load_config(member.run_dir / rundir.CONFIG)
             if comparable_config(saved) != comparable_config(from_dict(member.config)):
                 result.outcomes[member.name] = _outcome(member, {
                     "status": "failed", "message": f"{member.run_dir} holds a finished run of "

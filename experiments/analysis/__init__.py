@@ -31,7 +31,7 @@ from experiments.analysis.adaptation import (
     shift_metrics,
     spec_for,
 )
-from experiments.analysis.load import find_run_dirs, load_run, load_runs, read_jsonl
+from experiments.analysis.load import find_run_dirs, load_data, load_run, load_runs
 from experiments.analysis.run import Run, runs_of
 from experiments.analysis.rundata import (
     TABLES,
@@ -57,9 +57,9 @@ __all__ = [
     "commits",
     "find_run_dirs",
     "is_tables_dir",
+    "load_data",
     "load_run",
     "load_runs",
-    "read_jsonl",
     "read_tables",
     "runs_of",
     "segment_of_episodes",

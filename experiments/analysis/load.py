@@ -23,9 +23,8 @@ Config keys read (with fall-backs, so that older or hand-written configs still l
 * mitigations: ``[mitigations] names`` with ``[mitigations.options.<name>]`` (the runner's
   layout), or any table / list under ``[mitigations]`` or ``[agent] mitigations``.
 
-JSONL files are parsed in one ``json.loads`` call each (a run of 10^4 episodes loads in
-milliseconds); a torn last line (a run killed while writing) is ignored, a bad line
-elsewhere is a :class:`ConfigError` naming the line.
+File names, markers and JSONL reading are :mod:`experiments.rundir`'s: a torn last line is
+refused in a finished (DONE/DIVERGED) run and warned about in an unfinished one.
 """
 
 from __future__ import annotations
@@ -39,13 +38,15 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from experiments import rundir
 from experiments.analysis.adaptation import AdaptationSpec, adaptation_frame
 from experiments.analysis.run import Run, runs_of
 from experiments.analysis.rundata import RunData, canonical, is_tables_dir, read_tables
 from experiments.errors import ConfigError
+from experiments.rundir import read_jsonl, read_marker
 from experiments.tomlio import load_toml
 
-__all__ = ["load_runs", "load_data", "load_run", "find_run_dirs", "read_jsonl", "is_run_dir",
+__all__ = ["load_runs", "load_data", "load_run", "find_run_dirs", "is_run_dir",
            "describe_mitigations", "REFERENCES"]
 
 REFERENCES = ("continual", "fresh", "stationary")
@@ -86,47 +87,10 @@ def _first(table: Mapping[str, Any], keys: Iterable[str]) -> Any:
     return None
 
 
-def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    """Rows of a JSONL file; a missing file is empty. A torn last line (a run killed while
-    writing) is ignored; a bad line elsewhere is a :class:`ConfigError` naming the line."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return []
-    body = text.strip()
-    try:  # one call for the whole file (a few times faster than one per line)
-        return json.loads("[" + body.replace("\n", ",") + "]") if body else []
-    except json.JSONDecodeError:
-        pass  # a torn or bad line, or blank lines: find out line by line
-    lines = [line for line in text.split("\n") if line.strip()]
-    rows = []
-    for i, line in enumerate(lines):
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError as exc:
-            if i == len(lines) - 1 and not text.endswith("\n"):
-                break
-            raise ConfigError(f"{path}:{i + 1}: not a JSON object ({exc.msg})") from None
-    return rows
-
-
-def _read_marker(path: Path) -> dict[str, Any] | None:
-    if not path.exists():
-        return None
-    text = path.read_text(encoding="utf-8").strip()
-    if not text:
-        return {}
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError:
-        return {"text": text}
-    return value if isinstance(value, dict) else {"value": value}
-
-
 def is_run_dir(path: Path) -> bool:
     """A run directory has a ``config.toml`` next to a JSONL log."""
-    return (path / "config.toml").is_file() and any(
-        (path / name).is_file() for name in ("metrics.jsonl", "episodes.jsonl", "shifts.jsonl")
+    return (path / rundir.CONFIG).is_file() and any(
+        (path / name).is_file() for name in (rundir.METRICS, rundir.EPISODES, rundir.SHIFTS)
     )
 
 
@@ -143,7 +107,7 @@ def find_run_dirs(paths: Iterable[str | Path]) -> list[Path]:
         if is_run_dir(path):
             found.append(path)
             continue
-        parent = path / "runs" if (path / "runs").is_dir() else path
+        parent = path / rundir.SWEEP_RUNS if (path / rundir.SWEEP_RUNS).is_dir() else path
         children = sorted(p for p in parent.iterdir() if p.is_dir() and is_run_dir(p))
         if not children:
             raise ConfigError(f"{str(path)!r} holds no run directories; expected a run directory "
@@ -177,12 +141,12 @@ def _root(paths: Iterable[Path]) -> Path:
 def _sweep_dir(run_dir: Path) -> Path | None:
     """The sweep directory of ``SWEEP_DIR/runs/<name>/``, when it has its ``sweep.toml``."""
     parent = run_dir.resolve().parent
-    if parent.name == "runs" and (parent.parent / "sweep.toml").is_file():
+    if parent.name == rundir.SWEEP_RUNS and (parent.parent / rundir.SWEEP_FILE).is_file():
         return parent.parent
     return None
 
 
-def _identity(config: dict[str, Any], path: Path, done: dict[str, Any] | None,
+def _identity(config: dict[str, Any], path: Path, status: str, done: dict[str, Any] | None,
               diverged: dict[str, Any] | None, last_episode: int | None) -> dict[str, Any]:
     """The ``runs`` columns read from the config and the markers (fall-backs: module doc)."""
     exp = config.get("experiment", {})
@@ -223,8 +187,7 @@ def _identity(config: dict[str, Any], path: Path, done: dict[str, Any] | None,
         "period": period,
         "steps": steps,
         "end_step": max(end),
-        "status": "diverged" if diverged is not None else "done" if done is not None
-        else "partial",
+        "status": status,
         "mitigations": describe_mitigations(mitigations),
         "command": None if command is None else str(command),
         "wall_time": None if wall is None else float(wall),
@@ -252,13 +215,16 @@ def _dumps(value: Any) -> str | None:
 
 def _read_run(path: Path, run_id: str, sweep_id: str | None) -> dict[str, Any]:
     """Every table's rows of one run directory."""
-    if not (path / "config.toml").is_file():
+    if not (path / rundir.CONFIG).is_file():
         raise ConfigError(f"{str(path)!r} is not a run directory (no config.toml)")
-    config = load_toml(path / "config.toml")
-    metrics = read_jsonl(path / "metrics.jsonl")
-    episode_rows = read_jsonl(path / "episodes.jsonl")
+    config = load_toml(path / rundir.CONFIG)
+    status = rundir.run_status(path)
+    # A finished run cannot end in a torn line (refuse); an unfinished one may (warn).
+    torn = "raise" if status in ("done", "diverged") else "warn"
+    metrics = read_jsonl(path / rundir.METRICS, torn=torn)
+    episode_rows = read_jsonl(path / rundir.EPISODES, torn=torn)
     from_metrics = False
-    if not episode_rows and not (path / "episodes.jsonl").is_file():
+    if not episode_rows and not (path / rundir.EPISODES).is_file():
         from_metrics = True
         episode_rows = [
             {"step": r["step"], "task_id": r.get("task_id", -1),
@@ -266,11 +232,11 @@ def _read_run(path: Path, run_id: str, sweep_id: str | None) -> dict[str, Any]:
             for r in metrics if r.get("episodic_return") is not None
         ]
     episodes = _episodes(run_id, episode_rows)
-    done, diverged = _read_marker(path / "DONE"), _read_marker(path / "DIVERGED")
-    provenance = _read_marker(path / "provenance.json")
+    done, diverged = read_marker(path / rundir.DONE), read_marker(path / rundir.DIVERGED)
+    provenance = rundir.read_provenance(path)
     last = int(episodes["step"][-1]) if len(episodes["step"]) else None
     run = {"run_id": run_id, "sweep_id": sweep_id}
-    run.update(_identity(config, path, done, diverged, last))
+    run.update(_identity(config, path, status, done, diverged, last))
     run.update({
         "git_commit": (provenance or {}).get("git_commit"),
         "git_dirty": (provenance or {}).get("git_dirty"),
@@ -278,13 +244,13 @@ def _read_run(path: Path, run_id: str, sweep_id: str | None) -> dict[str, Any]:
         "done": _dumps(done), "diverged": _dumps(diverged), "provenance": _dumps(provenance),
         "config": _dumps(config),
     })
-    shifts = sorted(read_jsonl(path / "shifts.jsonl"), key=lambda r: r["step"])
+    shifts = sorted(read_jsonl(path / rundir.SHIFTS, torn=torn), key=lambda r: r["step"])
     return {
         "run": run,
         "episodes": episodes,
         "metrics": [{"run_id": run_id, **r} for r in metrics],
         "probes": [{"run_id": run_id, "data": "on_policy", **r}
-                   for r in read_jsonl(path / "probes.jsonl")],
+                   for r in read_jsonl(path / rundir.PROBES, torn=torn)],
         "shifts": [{"run_id": run_id, "shift_index": k, "step": int(s["step"]),
                     "from_task": s.get("from_task"), "to_task": s.get("to_task"),
                     "oracle": bool((s.get("at_shift") or {}).get("oracle", False)),
@@ -321,8 +287,8 @@ def load_runs(paths: Iterable[str | Path], spec: AdaptationSpec | None = None) -
         if sweep is not None and sweep.is_relative_to(root):
             sweep_id = sweep.relative_to(root).as_posix() or "."
             if sweep_id not in sweeps:
-                source = (sweep / "sweep.toml").read_text(encoding="utf-8")
-                name = load_toml(sweep / "sweep.toml").get("name", sweep.name)
+                source = (sweep / rundir.SWEEP_FILE).read_text(encoding="utf-8")
+                name = load_toml(sweep / rundir.SWEEP_FILE).get("name", sweep.name)
                 sweeps[sweep_id] = {"sweep_id": sweep_id, "name": str(name), "source": source}
         parts.append(_read_run(run_dir, run_id, sweep_id))
     episodes = [p["episodes"] for p in parts]
@@ -345,7 +311,7 @@ def load_runs(paths: Iterable[str | Path], spec: AdaptationSpec | None = None) -
 def load_run(path: str | Path) -> Run:
     """The :class:`~experiments.analysis.run.Run` view of one run directory."""
     path = Path(path)
-    if not (path / "config.toml").is_file():
+    if not (path / rundir.CONFIG).is_file():
         raise ConfigError(f"{str(path)!r} is not a run directory (no config.toml)")
     (run,) = runs_of(load_runs([path]))
     return run
