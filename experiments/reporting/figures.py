@@ -6,7 +6,8 @@ timestamp in the PNG metadata).
 * ``<stream>_gap_per_task.png``: small multiples, one panel per arm with a matched fresh
   reference: the gap of the primary target per task index, mean and 95% band over seeds, a
   zero line; panels share the y axis.
-* ``<stream>_returns.png``: episodic return over env steps, one line per key arm, 95% band.
+* ``<stream>_returns.png``: episodic return over env steps, one line per key arm, 95% band,
+  dotted lines at the shifts.
 * ``<stream>_probes.png``: small multiples, one panel per probe: the probe at each shift, one
   line per key arm, 95% band.
 """
@@ -33,7 +34,7 @@ __all__ = ["figure_names", "write_figures"]
 
 DPI = 100
 PANEL = (3.2, 2.4)  # inches per small-multiple panel
-MAX_COLS = 4
+MAX_COLS = 3  # 3 x 3.2 in at 100 dpi = 960 px: fonts stay legible scaled to a page
 FONT = {"font.size": 9, "axes.titlesize": 9, "axes.labelsize": 8, "xtick.labelsize": 8,
         "ytick.labelsize": 8, "legend.fontsize": 8}
 
@@ -104,9 +105,11 @@ def _returns_figure(s: StreamSummary, path: Path) -> None:
     fig, ax = plt.subplots(figsize=(PANEL[0] * 2.5, PANEL[1] * 1.4))
     for c in s.returns:
         _band(ax, c, colors[c.label], label=c.label)
+    for step in s.shift_steps:
+        ax.axvline(step, color="0.6", linestyle=":", linewidth=0.8)
     ax.set_xlabel("env step")
     ax.set_ylabel("episodic return")
-    ax.set_title("Return per arm (mean and 95% band over seeds)")
+    ax.set_title("Return per arm (mean and 95% band over seeds; dotted: shifts)")
     ax.legend(loc="best", ncols=2)
     _save(fig, path)
 
@@ -118,12 +121,16 @@ def _probes_figure(s: StreamSummary, path: Path) -> None:
     for ax, (column, curves) in zip(axes.flat, s.probe_curves, strict=False):
         phase, network, data, metric = parse_probe_column(column)
         for c in curves:
-            _band(ax, c, colors[c.label], label=c.label)
-        ax.set_title(f"{network}: {metric} ({phase}{'' if data == 'on_policy' else ', ' + data})")
+            _band(ax, c, colors[c.label])
+        where = phase if data == "on_policy" else f"{phase}, {data} data"
+        ax.set_title(f"{network}: {metric}\n({where})")  # two lines: long names stay inside
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("task index")
-    axes.flat[0].legend(loc="best")
-    _save(fig, path)
+    handles = [plt.Line2D([], [], color=colors[a], marker=".") for a in arms]
+    fig.legend(handles, arms, loc="upper center", ncols=min(len(arms), 6), frameon=False)
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.35 / fig.get_figheight()))
+    fig.savefig(path, dpi=DPI, metadata={"Software": None})
+    plt.close(fig)
 
 
 def write_figures(s: StreamSummary, directory: Path) -> dict[str, Path]:

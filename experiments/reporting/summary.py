@@ -125,6 +125,7 @@ class StreamSummary:
     tests: tuple[Outcome, ...]
     gaps: tuple[Gap, ...]
     returns: tuple[Curve, ...]
+    shift_steps: tuple[int, ...]
     probe_curves: tuple[tuple[str, tuple[Curve, ...]], ...]
     stationary: tuple[Stationary, ...]
     exploratory: Exploratory
@@ -439,6 +440,8 @@ def summarize(stream: StreamInput, *, n_resamples: int = N_RESAMPLES, seed: int 
         name=stream.name, source=stream.source, declarations=decl, arms=arms,
         references=refs, tests=tests, gaps=_gaps(frame, refs, target, n_resamples, seed),
         returns=_return_curves(runs, data.episodes, key, n_resamples, seed),
+        shift_steps=tuple(sorted({int(v) for v in data.shifts.loc[
+            data.shifts["run_id"].isin(runs.loc[runs["status"] == "done", "run_id"]), "step"]})),
         probe_curves=tuple(curves),
         stationary=_stationary(runs, data.episodes, decl, n_resamples, seed),
         exploratory=_exploratory(frame, refs, columns, key, decl, target, n_resamples, seed),
