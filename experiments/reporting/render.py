@@ -86,8 +86,9 @@ def _confirmatory(s: StreamSummary) -> list[str]:
         body = []
         for t in s.tests:
             h = t.hypothesis
-            body.append([h.id, t.arm, VARIANTS[t.variant], h.sign, _estimate(t), f"{t.n_rows}/{t.n_seeds}", fmt.p_value(t.p),
-                         fmt.p_value(t.p_holm), f"**{t.verdict}**"])
+            body.append([h.id, t.arm, VARIANTS[t.variant], h.sign, _estimate(t),
+                         f"{t.n_rows}/{t.n_seeds}", fmt.p_value(t.p), fmt.p_value(t.p_holm),
+                         f"**{t.verdict}**"])
         md += fmt.table(["id", "arm", "test", "declared sign", "estimate [95% CI]",
                          "rows/seeds", "p", "Holm p", "verdict"], body)
         for h in dict.fromkeys(t.hypothesis for t in s.tests):
