@@ -22,7 +22,6 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import tomllib
 
@@ -123,27 +122,20 @@ def write_report(paths: Sequence[str | Path], out: str | Path | None = None, *,
     return path
 
 
-def _portable_config(config: dict[str, Any]) -> str:
-    """A resolved config with its output directory relative to the working directory when
-    it lies inside it (so ``plasticity run`` on the copy writes where the sweep wrote)."""
-    out = config.get("experiment", {}).get("out")
-    if isinstance(out, str) and Path(out).is_absolute():
-        try:
-            config["experiment"]["out"] = Path(out).relative_to(Path.cwd()).as_posix()
-        except ValueError:
-            pass
-    return dumps_toml(config)
-
-
 def _study_commands(streams: Sequence[StreamInput], out: Path) -> tuple[dict[str, str], str]:
-    """Per stream the command that makes its runs, and the commands that make this document
-    (from the study files' text, so they are the same whether the runs or the tables are
-    read)."""
+    """Per stream the command that makes its runs (the study file in experiments/studies/,
+    or a sweep.toml next to the document, when its text is the sweep's), and the commands
+    that make this document (from the study files' text, so they are the same whether the
+    runs or the tables are read)."""
     lines, sweep_dirs = {}, []
     for s in streams:
-        study = STUDIES_DIR / f"{s.name}.toml"
-        same = study.is_file() and study.read_text(encoding="utf-8") == s.source
-        file = f"experiments/studies/{study.name}" if same else "SWEEP_DIR/sweep.toml"
+        file = "SWEEP_DIR/sweep.toml"  # the copy every sweep directory keeps
+        for candidate, shown in ((STUDIES_DIR / f"{s.name}.toml",
+                                  f"experiments/studies/{s.name}.toml"),
+                                 (out / "sweep.toml", f"{out.as_posix()}/sweep.toml")):
+            if candidate.is_file() and candidate.read_text(encoding="utf-8") == s.source:
+                file = shown
+                break
         declared_out = tomllib.loads(s.source).get("out") if s.source else None
         sweep_dirs.append(str(declared_out or "runs/sweeps/{name}").format(name=s.name))
         lines[s.name] = f"plasticity sweep {file} --workers 2 --no-report"
@@ -189,7 +181,8 @@ def write_study_report(paths: Sequence[str | Path], out: str | Path = "docs", *,
         links = {}
         for run in s.data.runs.itertuples():
             name = Path(run.run_id).name
-            (copies / f"{name}.toml").write_text(_portable_config(json.loads(run.config)),
+            # the loader already made experiment.out relative to the working directory
+            (copies / f"{name}.toml").write_text(dumps_toml(json.loads(run.config)),
                                                  encoding="utf-8")
             links[run.run_id] = f"configs/{s.name}/{name}.toml"
         configs[s.name] = links

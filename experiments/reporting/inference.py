@@ -147,7 +147,7 @@ def bootstrap_mean(values: Sequence[float], clusters: Sequence[object] | None, *
     n_seeds = len(ids) if cl is not None else 0
     if len(ids) < (MIN_SEEDS if cl is not None else 2):
         return Interval(mean, math.nan, math.nan, len(v), n_seeds,
-                        reason=f"{len(ids)} seed(s) < {MIN_SEEDS}: no interval")
+                        reason=f"{len(ids)} seed(s) < {MIN_SEEDS}")
     if np.all(v == v[0]):
         return Interval(mean, mean, mean, len(v), n_seeds)
     w = _cluster_draws(len(ids), n_resamples, seed)
@@ -178,7 +178,7 @@ def bootstrap_diff(a: Sequence[float], a_seeds: Sequence[object], b: Sequence[fl
     n_rows = len(va) + len(vb)
     if len(ids) < MIN_SEEDS:
         return Interval(diff, math.nan, math.nan, n_rows, len(ids),
-                        reason=f"{len(ids)} seed(s) < {MIN_SEEDS}: no interval")
+                        reason=f"{len(ids)} seed(s) < {MIN_SEEDS}")
     if np.all(va == va[0]) and np.all(vb == vb[0]):
         return Interval(diff, diff, diff, n_rows, len(ids), p=0.0 if diff != 0 else 1.0)
     w = _cluster_draws(len(ids), n_resamples, seed)
