@@ -23,6 +23,9 @@ Config keys read (with fall-backs, so that older or hand-written configs still l
 * mitigations: ``[mitigations] names`` with ``[mitigations.options.<name>]`` (the runner's
   layout), or any table / list under ``[mitigations]`` or ``[agent] mitigations``.
 
+The ``config`` column is the resolved config, except that an absolute ``[experiment] out``
+inside the working directory is made relative to it (as ``RunData.root`` is).
+
 File names, markers and JSONL reading are :mod:`experiments.rundir`'s: a torn last line is
 refused in a finished (DONE/DIVERGED) run and warned about in an unfinished one.
 """
@@ -218,6 +221,11 @@ def _read_run(path: Path, run_id: str, sweep_id: str | None) -> dict[str, Any]:
     if not (path / rundir.CONFIG).is_file():
         raise ConfigError(f"{str(path)!r} is not a run directory (no config.toml)")
     config = load_toml(path / rundir.CONFIG)
+    out = config.get("experiment", {}).get("out")
+    if isinstance(out, str) and Path(out).is_absolute():
+        # as the root: relative to the working directory when inside it, so tables built in
+        # a checkout carry no machine's absolute path
+        config["experiment"]["out"] = _portable(Path(out))
     status = rundir.run_status(path)
     # A finished run cannot end in a torn line (refuse); an unfinished one may (warn).
     torn = "raise" if status in ("done", "diverged") else "warn"
