@@ -315,16 +315,16 @@ class PPOMember:
         current parameters held fixed: 0 with zero gradient here, and its Hessian is the
         policy's Fisher information on those states (a Gauss-Newton matrix), which needs
         no advantages and so is well defined on data this policy did not collect."""
-        return self.policy.fisher_loss(common.train_forward(self.actor, batch["obs"])).mean()
+        return self.policy.fisher_loss(self.actor(batch["obs"])).mean()
 
     def fixed_value_loss(self, batch: Batch) -> Tensor:
         """``vf_coef x 0.5 x mean (V(s) - [r + gamma (1 - terminated) V(s')])^2`` on fixed
         transitions, the bootstrap ``V(s')`` held fixed (semi-gradient TD(0), the critic's
         own regression without GAE, which would need this policy's actions): well defined
         on any transitions. Rewards are the env's (reward normalisation is not applied)."""
-        value = common.train_forward(self.critic, batch["obs"]).squeeze(-1)
+        value = self.critic(batch["obs"]).squeeze(-1)
         with torch.no_grad():
-            bootstrap = common.act_forward(self.critic, batch["next_obs"]).squeeze(-1)
+            bootstrap = self.critic(batch["next_obs"]).squeeze(-1)
         target = batch["rewards"] + self.config.gamma * (1.0 - batch["terminated"]) * bootstrap
         return self.config.vf_coef * 0.5 * (value - target).square().mean()
 
