@@ -28,8 +28,9 @@ DEFAULT_PROBE_METRICS = ("hessian_top", "hessian_density", "hessian_trace", "fea
 #: Budgets that keep the SLQ density and the trace to a fraction of a second per network
 #: (spectral's defaults, 100 x 4 SLQ steps, cost ~2 s per network on the default study).
 DEFAULT_PROBE_SETTINGS = {"slq_iters": 50, "slq_probes": 1, "trace_samples": 30}
-#: spectral metric groups the runner cannot feed (it has no stored initial parameters).
-UNSUPPORTED_METRICS = ("distance_from_init",)
+#: spectral metric groups the runner cannot feed (it has no stored initial parameters; the
+#: agents' probe targets do not yet give the network output a Gauss-Newton matrix needs).
+UNSUPPORTED_METRICS = ("distance_from_init", "ggn_density")
 
 
 def probe_metric_names() -> list[str]:

@@ -16,6 +16,13 @@ Summaries (each a fraction of spectral mass, i.e. of the ``n`` eigenvalues):
 * ε-rank (the paper's "normalised ε-rank") ``∫_{|λ|>ε} ρ / ∫ ρ``. ``method="nodes"`` sums
   the quadrature weights of nodes with ``|θᵢ| > ε`` (the zero-width limit; no grid error);
   ``method="grid"`` integrates the smoothed density by the trapezoid rule (the paper's way).
+  ε is absolute or, with ``relative=True``, a fraction of ``max|θ|`` (comparable across
+  operators whose curvature scales differ by orders of magnitude).
+* ε-resolution (:func:`epsilon_resolution`): with ``m`` steps the Ritz value closest to 0
+  stands for all the mass in its quadrature cell, so neither estimator can tell ``|λ| ≤ ε``
+  from ``|λ| > ε`` for an ε inside that cell. :func:`resolved_epsilon_rank` returns NaN
+  for such an ε instead of a number (on a 400-dim spectrum with 40% of it at 0 and the rest
+  at ±[0.1, 100], 100 steps: ε = 0.01 reads ≈ 1.0 where the truth is 0.6).
 * negative mass ``∫_{λ<−ε} ρ``.
 * Hessian effective rank: ``exp(H(q))`` with ``q_j = |λ_j| / Σ|λ|`` (Roy & Vetterli applied to
   the eigenvalues), estimated through the quadrature; reported as a fraction of ``n``.
@@ -53,6 +60,8 @@ class SpectralDensity:
         variance: variance of the Gaussian smoothing kernel.
         dim: dimension ``n`` of the operator.
         num_matvecs: operator products spent.
+        exact: per probe, whether its Krylov space closed (all ``dim`` steps, or a
+            breakdown), so that its nodes and weights are the probe's measure exactly.
     """
 
     nodes: tuple[np.ndarray, ...]
@@ -62,6 +71,7 @@ class SpectralDensity:
     variance: float
     dim: int
     num_matvecs: int
+    exact: tuple[bool, ...] = ()
 
     @property
     def num_probes(self) -> int:
@@ -163,7 +173,7 @@ def epsilon_rank_per_probe(
         )
     nodes, weights = _as_probes(d)
     if relative:
-        eps *= max(float(np.max(np.abs(n))) for n in nodes)
+        eps *= spectral_radius(d)
     if method == "nodes":
         return np.array(
             [w[np.abs(n) > eps].sum() / w.sum() for n, w in zip(nodes, weights, strict=True)]
@@ -185,6 +195,61 @@ def epsilon_rank(
 ) -> float:
     """Mean over probes of :func:`epsilon_rank_per_probe` (their spread is its std)."""
     return float(np.mean(epsilon_rank_per_probe(d, eps, relative=relative, method=method)))
+
+
+def spectral_radius(d: NodesWeights) -> float:
+    """``max|θᵢ|`` over all probes: the ``λ_max`` a relative ε is a fraction of."""
+    nodes, _ = _as_probes(d)
+    return max(float(np.max(np.abs(n))) for n in nodes)
+
+
+def epsilon_resolution(d: NodesWeights, *, relative: bool = False) -> float:
+    """Smallest ε the ε-rank estimators resolve (absolute, or a fraction of ``max|θ|``).
+
+    Per probe, let ``θ₀`` be the Ritz value closest to 0. Gauss quadrature puts the mass of
+    the cell around ``θ₀`` (out to the midpoints ``(θ₀ + θ₋)/2`` and ``(θ₀ + θ₊)/2`` with its
+    neighbours) at ``θ₀``: the zero bulk and the small eigenvalues near it are merged there.
+    Only an ε beyond the cell's far edge ``max(|θ₀ + θ₋|, |θ₀ + θ₊|)/2`` puts the whole
+    cell on one side of the threshold; a smaller ε splits mass the quadrature cannot split,
+    so the zero bulk reads as rank (or small eigenvalues as zero). A probe whose Krylov
+    space closed is exact (edge ``|θ₀|``). The resolution is the mean edge over probes, and
+    at least two standard deviations of the smoothing kernel (the grid estimator blurs a
+    node at 0 that far).
+
+    Measured on the 400-dim spectrum of the module docstring (100 steps, 16 probes, 20
+    draws): resolution 0.29-0.83; every ε-rank at an ε above it within 0.04 of the truth,
+    while ε = 0.01 read 0.26-0.40 too high.
+    """
+    nodes, _ = _as_probes(d)
+    exact = d.exact if isinstance(d, SpectralDensity) and d.exact else (False,) * len(nodes)
+    edges = []
+    for n, is_exact in zip(nodes, exact, strict=True):
+        k = int(np.argmin(np.abs(n)))
+        neighbours = [n[i] for i in (k - 1, k + 1) if 0 <= i < len(n)]
+        if is_exact or not neighbours:
+            edges.append(abs(float(n[k])))
+        else:
+            edges.append(max(abs(float(n[k] + t)) for t in neighbours) / 2)
+    variance = d.variance if isinstance(d, SpectralDensity) else density_grid(nodes)[1]
+    resolution = max(float(np.mean(edges)), 2 * float(np.sqrt(variance)))
+    if relative:
+        radius = spectral_radius(d)
+        return resolution / radius if radius > 0 else float("inf")
+    return resolution
+
+
+def resolved_epsilon_rank(
+    d: NodesWeights, eps: float, *, relative: bool = False, method: str = "grid"
+) -> float:
+    """:func:`epsilon_rank`, or NaN when ε is below :func:`epsilon_resolution`.
+
+    NaN means "not measurable at this resolution", never a number that reads as rank:
+    report :func:`epsilon_resolution` beside it. Default ``method="grid"``: the paper's
+    smoothed-density trapezoid.
+    """
+    if _check_eps(eps) < epsilon_resolution(d, relative=relative):
+        return float("nan")
+    return epsilon_rank(d, eps, relative=relative, method=method)
 
 
 def negative_mass(d: NodesWeights, eps: float = 0.0) -> float:
@@ -238,7 +303,7 @@ def stochastic_lanczos_quadrature(
         raise SpectralError(f"num_iters must be >= 1, got {num_iters}")
     if generator is None:
         generator = torch.Generator().manual_seed(0)
-    nodes, weights, used = [], [], 0
+    nodes, weights, exact, used = [], [], [], 0
     for _ in range(num_probes):
         start = random_vector(
             operator.dim, generator, dtype=dtype, device=operator.device, distribution=distribution
@@ -247,6 +312,7 @@ def stochastic_lanczos_quadrature(
         theta, w = run.ritz()
         nodes.append(theta)
         weights.append(w)
+        exact.append(run.num_iters == operator.dim or run.residual == 0.0)
         used += run.num_iters
     grid, variance = density_grid(nodes, grid_size, variance_factor)
     density = np.mean(
@@ -261,6 +327,7 @@ def stochastic_lanczos_quadrature(
         variance=variance,
         dim=operator.dim,
         num_matvecs=used,
+        exact=tuple(exact),
     )
 
 
