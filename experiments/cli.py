@@ -105,6 +105,7 @@ def _flag_overrides(ns: argparse.Namespace) -> dict[str, Any]:
 
 
 def cmd_run(ns: argparse.Namespace) -> int:
+    from experiments import rundir
     from experiments.config import apply_overrides, from_dict, parse_overrides
     from experiments.runner import run
     from experiments.tomlio import load_toml
@@ -114,7 +115,7 @@ def cmd_run(ns: argparse.Namespace) -> int:
     if ns.resume:
         if config_path is not None:
             raise ConfigError("--resume DIR takes the config saved in DIR; do not also give CONFIG")
-        saved = Path(ns.resume) / "config.toml"
+        saved = Path(ns.resume) / rundir.CONFIG
         if not saved.is_file():
             raise ConfigError(f"--resume {ns.resume!r}: no config.toml there, so it is not a run directory")
         data = apply_overrides(load_toml(saved), overrides | {"experiment.out": ns.resume})

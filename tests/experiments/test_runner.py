@@ -13,7 +13,7 @@ from agents.dqn import DQN
 from agents.ppo import PPO
 from experiments import streams
 from experiments.errors import ConfigError, RunDiverged
-from experiments.logging import read_jsonl
+from experiments.rundir import read_jsonl
 
 TIMING_KEYS = ("time", "charts/sps", "perf/probe_seconds")
 
