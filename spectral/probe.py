@@ -49,6 +49,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from spectral import features as feature_stats
 from spectral.capture import FeatureCapture, Layers, resolve_layers
 from spectral.density import (
     SpectralDensity,
@@ -62,16 +63,6 @@ from spectral.density import (
 )
 from spectral.eigen import EigenResult, lanczos_eigenvalues
 from spectral.errors import SpectralError
-from spectral.features import (
-    dead_fraction,
-    dormant_fraction,
-    effective_rank,
-    feature_norm,
-    feature_rank,
-    numerical_rank,
-    srank,
-    zero_fraction,
-)
 from spectral.hvp import CurvatureOperator, GGNOperator, HessianOperator, OutputLoss
 from spectral.layers import layer_parameters
 from spectral.optim_stats import (
@@ -325,21 +316,25 @@ def _features(ctx: _Context) -> dict[str, float]:
     with FeatureCapture(layers) as cap, torch.no_grad():
         ctx.module(inputs)
     cfg, out = ctx.config, {}
+    # Looked up on the module at call time: mitigations (ER, ReDo) call the same functions,
+    # so a change there changes what both see (tested).
+    f = feature_stats
     for name in layers:
         if name not in cap.outputs:
             raise SpectralError(f"layer {name!r} was not called in the forward pass of the module")
         phi = cap.outputs[name]
+        units = phi.shape[1] // f.features_per_unit(layers[name])
         prefix = f"features/{name}/"
-        out[prefix + "effective_rank"] = float(effective_rank(phi))
-        out[prefix + "srank"] = float(srank(phi, cfg.srank_threshold))
-        out[prefix + "feature_rank"] = float(feature_rank(phi, cfg.feature_rank_eps))
-        out[prefix + "numerical_rank"] = float(numerical_rank(phi))
-        out[prefix + "dormant_fraction"] = dormant_fraction(phi, cfg.dormant_tau)
-        out[prefix + "dead_fraction"] = dead_fraction(phi)
-        out[prefix + "zero_fraction"] = zero_fraction(phi)
-        out[prefix + "feature_norm"] = float(feature_norm(phi))
+        out[prefix + "effective_rank"] = float(f.effective_rank(phi))
+        out[prefix + "srank"] = float(f.srank(phi, cfg.srank_threshold))
+        out[prefix + "feature_rank"] = float(f.feature_rank(phi, cfg.feature_rank_eps))
+        out[prefix + "numerical_rank"] = float(f.numerical_rank(phi))
+        out[prefix + "dormant_fraction"] = f.dormant_fraction(phi, cfg.dormant_tau, units)
+        out[prefix + "dead_fraction"] = f.dead_fraction(phi, units)
+        out[prefix + "zero_fraction"] = f.zero_fraction(phi)
+        out[prefix + "feature_norm"] = float(f.feature_norm(phi))
         if name in cap.inputs:
-            out[prefix + "preactivation_norm"] = float(feature_norm(cap.inputs[name]))
+            out[prefix + "preactivation_norm"] = float(f.feature_norm(cap.inputs[name]))
     return out
 
 
