@@ -343,8 +343,20 @@ class DQN:
                 loss=lambda batch: self.td_loss(batch)[0],
                 sample_batch=self._probe_batch,
                 inputs=lambda batch: batch["obs"],
+                ggn=self._td_ggn,
             )
         ]
+
+    def _td_ggn(self, batch: Batch) -> tuple[Any, Any]:
+        """Gauss-Newton matrix of the TD loss in ``Q(s, ·)``: the target is fixed, so the loss
+        is convex in the output (Huber: no curvature where ``|Q(s, a) − target| > 1``)."""
+        target = self._td_target(batch)
+        actions = batch["actions"].long().unsqueeze(1)
+
+        def output_loss(z: Tensor) -> Tensor:
+            return self._loss(z.gather(1, actions).squeeze(1), target)
+
+        return (lambda: common.train_forward(self.q, batch["obs"])), output_loss
 
     def _probe_batch(self, n: int, generator: torch.Generator | None = None) -> Batch:
         """Up to ``n`` distinct replay transitions, drawn with ``generator`` (not the agent's RNG)."""
