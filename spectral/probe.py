@@ -13,10 +13,12 @@ group (``metrics``)     keys it adds
                         SLQ probes), ``eps_rank_grid`` (paper's smoothed-density trapezoid
                         at ``eps``), ``eps_rank_paper/rel<r>`` and ``eps_rank_nodes/rel<r>``
                         (the two estimators at ε = r·max|λ| for each r of ``eps_sweep``),
-                        ``eps_resolution`` (absolute) and ``eps_resolution_rel`` (fraction of
+                        ``eps_resolution`` / ``eps_resolution_nodes`` (smallest ε the paper's
+                        estimator / the node sum resolves; ``_rel``: as a fraction of
                         max|λ|), ``neg_mass``, ``effective_rank`` (fraction of dim),
-                        ``slq_min``, ``slq_max``. Every ε-rank whose ε is below the
-                        resolution is NaN (``null`` in JSON): not measurable, not a number.
+                        ``slq_min``, ``slq_max``. Every ε-rank whose ε is below its
+                        estimator's resolution is NaN (``null`` in JSON): not measurable,
+                        not a number.
 ``ggn_density``         ``ggn/...``: the same keys for the generalised Gauss-Newton matrix
                         (needs ``ggn``; PSD, so ``slq_min`` >= 0 up to rounding)
 ``hessian_trace``       ``hessian/trace``, ``hessian/trace_stderr``
@@ -246,13 +248,12 @@ def density_summary(prefix: str, density: SpectralDensity, config: ProbeConfig) 
 
     ε-ranks at an ε below :func:`~spectral.density.epsilon_resolution` are NaN.
     """
-    cfg = config
-    resolution = epsilon_resolution(density)
+    cfg, nan = config, float("nan")
     radius = spectral_radius(density)
+    resolution = {m: epsilon_resolution(density, method=m) for m in ("grid", "nodes")}
     threshold = cfg.eps * radius if cfg.eps_relative else cfg.eps
-    resolved = threshold >= resolution
     per_probe = epsilon_rank_per_probe(density, cfg.eps, relative=cfg.eps_relative)
-    nan = float("nan")
+    resolved = threshold >= resolution["nodes"]
     out = {
         f"{prefix}/eps_rank": float(per_probe.mean()) if resolved else nan,
         f"{prefix}/eps_rank_std": float(per_probe.std(ddof=1))
@@ -261,9 +262,12 @@ def density_summary(prefix: str, density: SpectralDensity, config: ProbeConfig) 
         f"{prefix}/eps_rank_grid": resolved_epsilon_rank(
             density, cfg.eps, relative=cfg.eps_relative, method="grid"
         ),
-        f"{prefix}/eps_resolution": resolution,
-        f"{prefix}/eps_resolution_rel": resolution / radius if radius > 0 else nan,
     }
+    for suffix, method in (("", "grid"), ("_nodes", "nodes")):
+        out[f"{prefix}/eps_resolution{suffix}"] = resolution[method]
+        out[f"{prefix}/eps_resolution{suffix}_rel"] = (
+            resolution[method] / radius if radius > 0 else nan
+        )
     for r in cfg.eps_sweep:
         for name, method in (("paper", "grid"), ("nodes", "nodes")):
             out[f"{prefix}/eps_rank_{name}/rel{r:g}"] = resolved_epsilon_rank(

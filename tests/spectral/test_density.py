@@ -222,6 +222,7 @@ def test_resolution_is_exact_when_the_krylov_space_closes():
     )
     assert all(density.exact)
     assert epsilon_resolution(density) == pytest.approx(2 * np.sqrt(density.variance))
+    assert epsilon_resolution(density, method="nodes") < 1e-12  # the node at 0 is exact
     # ε = 0.02 lies between the exact nodes 0 and 0.05: per probe the weight of the probe's
     # components on {0.05, 5}, whose mean over probes is the true 0.4.
     assert epsilon_resolution(density) < 0.02

@@ -111,14 +111,15 @@ def test_full_set_and_bottom_from_one_lanczos_run():
         assert f"hessian/{key}" in out
     assert out["hessian/slq_max"] == pytest.approx(exact[-1], rel=1e-6)
     # Each ε-rank is a number exactly when its ε clears the reported resolution.
-    resolved = 0.01 >= out["hessian/eps_resolution"]
-    assert np.isnan(out["hessian/eps_rank"]) != resolved
-    assert np.isnan(out["hessian/eps_rank_grid"]) != resolved
+    assert np.isnan(out["hessian/eps_rank"]) == (0.01 < out["hessian/eps_resolution_nodes"])
+    assert np.isnan(out["hessian/eps_rank_grid"]) == (0.01 < out["hessian/eps_resolution"])
     for r in cfg.eps_sweep:
-        for estimator in ("paper", "nodes"):
+        for estimator, suffix in (("paper", ""), ("nodes", "_nodes")):
             value = out[f"hessian/eps_rank_{estimator}/rel{r:g}"]
-            assert np.isnan(value) == (r < out["hessian/eps_resolution_rel"])
+            assert np.isnan(value) == (r < out[f"hessian/eps_resolution{suffix}_rel"])
             assert np.isnan(value) or 0 <= value <= 1
+    # The paper's estimator also has the smoothing kernel's limit.
+    assert out["hessian/eps_resolution"] >= out["hessian/eps_resolution_nodes"]
     assert out["hessian/eps_resolution_rel"] == pytest.approx(
         out["hessian/eps_resolution"] / max(abs(exact[0]), abs(exact[-1])), rel=1e-6
     )
@@ -136,15 +137,16 @@ def test_ggn_density_matches_the_dense_gauss_newton_spectrum():
     exact = torch.linalg.eigvalsh(jac.T @ jac * 2 / y.numel()).numpy()
     assert out["ggn/slq_max"] == pytest.approx(exact[-1], rel=1e-8)
     assert out["ggn/slq_min"] > -1e-10  # PSD
-    # The Krylov space closes (33 distinct eigenvalues), so the quadrature is exact and the
-    # resolution is two widths of the smoothing kernel, 2·sqrt(1e-5·max(1, range)) ≈ 0.5% of
-    # λ_max here: rel 0.001 is below it, the rest of the sweep is measured.
+    # The Krylov space closes (33 distinct eigenvalues), so the quadrature is exact: the
+    # node sum resolves every ε; the paper's estimator is limited by two widths of its
+    # kernel, 2·sqrt(1e-5·max(1, range)) ≈ 0.5% of λ_max here, so its rel 0.001 is NaN.
     kernel = 2 * np.sqrt(1e-5 * max(1.0, exact[-1] - exact[0])) / exact[-1]
     assert out["ggn/eps_resolution_rel"] == pytest.approx(kernel, rel=1e-6)
+    assert out["ggn/eps_resolution_nodes"] < 1e-12
     assert np.isnan(out["ggn/eps_rank_paper/rel0.001"])
-    for r in cfg.eps_sweep[1:]:
+    for r in cfg.eps_sweep:
         truth = np.mean(np.abs(exact) > r * exact[-1])
-        for estimator in ("paper", "nodes"):
+        for estimator in ("paper", "nodes") if r > 0.001 else ("nodes",):
             # 6 probes: the weights average to 1/n within ~0.035 (1 s.e.); 0.12 ~ 3.5 s.e.
             assert abs(out[f"ggn/eps_rank_{estimator}/rel{r:g}"] - truth) < 0.12
     with pytest.raises(SpectralError, match="needs the `ggn` argument"):
