@@ -388,12 +388,12 @@ METRICS: dict[str, _Metric] = {
         "top-k eigenvalues of each layer's Hessian block", _layer_hessian_top
     ),
     "hessian_density": _Metric(
-        "SLQ Hessian density: eps-rank (node sum and paper's smoothed trapezoid, absolute eps "
-        "and a relative sweep, NaN below the reported resolution), negative mass, effective rank",
+        "SLQ Hessian spectrum: eps-rank (node sum, paper's trapezoid; absolute and relative "
+        "eps; NaN below resolution), negative mass, effective rank",
         _hessian_density,
     ),
     "ggn_density": _Metric(
-        "the same SLQ summaries for the Gauss-Newton matrix J^T H_L J (PSD; needs ggn)",
+        "the same SLQ summaries for the Gauss-Newton matrix J^T H_L J (needs ggn)",
         _ggn_density,
     ),
     "hessian_trace": _Metric("Hessian trace (Hutch++ or Hutchinson)", _hessian_trace),
