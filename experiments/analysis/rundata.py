@@ -136,11 +136,6 @@ class RunData:
         return RunData(sweeps=sweeps, root=self.root, **parts)
 
 
-def empty(table: str) -> pd.DataFrame:
-    """A table with its fixed columns and no rows."""
-    return canonical(table, pd.DataFrame())
-
-
 # ----------------------------------------------------------------------------- Parquet
 def write_tables(data: RunData, directory: str | Path) -> Path:
     """Write ``data`` as ``<table>.parquet`` files and ``manifest.json`` into ``directory``
