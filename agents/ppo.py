@@ -32,7 +32,15 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from torch import Tensor, nn
 
 from agents import _common as common
-from agents.base import AgentError, Batch, LearnResult, Mitigation, ProbeTarget, ShiftPolicy
+from agents.base import (
+    AgentError,
+    Batch,
+    LearnResult,
+    Mitigation,
+    ProbeTarget,
+    ShiftPolicy,
+    check_field_types,
+)
 from agents.distributions import CategoricalPolicy, GaussianPolicy
 from agents.networks import MLP
 from agents.normalization import ObservationNormalizer, RewardNormalizer
@@ -95,6 +103,7 @@ class PPOConfig:
     adam_eps: float = 1e-5
 
     def __post_init__(self) -> None:
+        check_field_types(type(self), self.__dict__)
         common.check_network_fields(self)
         for name in ("num_envs", "num_steps", "total_steps", "num_minibatches", "update_epochs"):
             common.check_positive_int(name, getattr(self, name))

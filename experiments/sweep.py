@@ -22,6 +22,7 @@ Sweep file (TOML)::
 
     [smoke]                      # overrides applied by --smoke: a few-thousand-step setting
     "experiment.steps" = 4096
+    seeds = [0]                  # (optional) the seeds of the smoke sweep
 
 Runs = arms x grid points x seeds, named ``<arm>[-<key>=<value>...]-seed<s>``, written to
 ``SWEEP_DIR/runs/<name>/``. Overrides apply in the order base < grid < arm < smoke, then
@@ -120,10 +121,15 @@ def build_sweep(data: Mapping[str, Any], *, name: str, out: str | Path | None = 
             raise ConfigError(f"unknown sweep key {key!r}; valid keys: {', '.join(SWEEP_KEYS)} "
                               "(run-config tables go under [base])")
     name = str(data.get("name", name))
-    seeds = data.get("seeds", [0])
+    smoke_table = dict(data.get("smoke", {})) if smoke else {}
+    seeds = smoke_table.pop("seeds", data.get("seeds", [0]))
     if not isinstance(seeds, list) or not seeds or not all(
             isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds):
         raise ConfigError(f"seeds = {seeds!r}: expected a non-empty list of integers >= 0")
+    repeated = sorted({s for s in seeds if seeds.count(s) > 1})
+    if repeated:
+        raise ConfigError(f"seeds = {seeds!r} lists seed {repeated[0]} more than once; give "
+                          "each seed once")
     base = data.get("base", {})
     grid = data.get("grid", {})
     if not isinstance(base, Mapping) or not isinstance(grid, Mapping):
@@ -133,9 +139,10 @@ def build_sweep(data: Mapping[str, Any], *, name: str, out: str | Path | None = 
         if not isinstance(values, list) or not values:
             raise ConfigError(f"grid key {key!r} = {values!r}: expected a non-empty list of values")
     arms = data.get("arms", [{}])
-    if not isinstance(arms, list) or not all(isinstance(a, Mapping) for a in arms):
-        raise ConfigError("arms must be an array of tables ([[arms]] with name = ... and overrides)")
-    smoke_overrides = _flatten(data.get("smoke", {})) if smoke else {}
+    if not isinstance(arms, list) or not arms or not all(isinstance(a, Mapping) for a in arms):
+        raise ConfigError(f"arms = {arms!r}: expected a non-empty array of tables ([[arms]] with "
+                          "name = ... and overrides; leave arms out for one arm from [base])")
+    smoke_overrides = _flatten(smoke_table)
     if smoke and "smoke" not in data:
         raise ConfigError(f"--smoke: the sweep {name!r} has no [smoke] table")
     directory = Path(out if out is not None else str(data.get("out", "runs/sweeps/{name}"))
@@ -252,9 +259,6 @@ def run_sweep(sweep: Sweep, *, workers: int = 1, backend: str = "local",
         raise ConfigError(f"backend {backend!r} is not valid; valid choices: {', '.join(BACKENDS)}")
     if workers < 1:
         raise ConfigError(f"--workers {workers} is out of range; it must be >= 1")
-    sweep.directory.mkdir(parents=True, exist_ok=True)
-    if sweep.source:
-        (sweep.directory / "sweep.toml").write_text(sweep.source, encoding="utf-8")
     result = SweepResult(sweep.directory)
     pending: list[SweepRun] = []
     for member in sweep.runs:
@@ -273,6 +277,10 @@ def run_sweep(sweep: Sweep, *, workers: int = 1, backend: str = "local",
         else:
             member.config["logging"]["progress"] = "off"  # the sweep shows one bar for all
             pending.append(member)
+    ray_started = _connect_ray(address, workers) if backend == "ray" and pending else False
+    sweep.directory.mkdir(parents=True, exist_ok=True)
+    if sweep.source:
+        (sweep.directory / "sweep.toml").write_text(sweep.source, encoding="utf-8")
     total = sum(m.config["experiment"]["steps"] for m in sweep.runs) or 1
     done_steps = total - sum(m.config["experiment"]["steps"] for m in pending)
     bar = Progress(total, progress, label=f"{sweep.name} ")
@@ -285,9 +293,13 @@ def run_sweep(sweep: Sweep, *, workers: int = 1, backend: str = "local",
         if backend == "local":
             _run_local(pending, workers, result, show, overwrite)
         else:
-            _run_ray(pending, workers, address, result, show, overwrite)
+            _run_ray(pending, result, show, overwrite)
     finally:
         bar.close()
+        if ray_started:
+            import ray
+
+            ray.shutdown()
     return result
 
 
@@ -308,38 +320,46 @@ def _run_local(pending: Sequence[SweepRun], workers: int, result: SweepResult, s
             show(len(futures) - len(remaining))
 
 
-def _run_ray(pending: Sequence[SweepRun], workers: int, address: str | None,
-             result: SweepResult, show, overwrite: bool) -> None:
+def _connect_ray(address: str | None, workers: int) -> bool:
+    """Connect to the Ray cluster at ``address`` (None: start a local instance of
+    ``workers`` CPUs); True if this call started Ray (the sweep shuts it down)."""
     try:
         import ray
     except ImportError:
         raise ConfigError("--backend ray needs ray: pip install 'plasticity-testbed[ray]'") from None
+    if ray.is_initialized():
+        return False
+    if address:
+        try:
+            ray.init(address=address)
+        except ConnectionError as err:
+            reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+            raise ConfigError(f"--address {address!r}: no Ray cluster to connect to ({reason}); "
+                              "start one with `ray start --head`, or leave out --address for "
+                              "a local Ray instance") from None
+    else:
+        # Local workers must import our packages the way this process does.
+        root = str(Path(__file__).resolve().parent.parent)
+        path = os.pathsep.join([root, os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+        ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False,
+                 runtime_env={"env_vars": {"PYTHONPATH": path, "OMP_NUM_THREADS": "1"}})
+    return True
+
+
+def _run_ray(pending: Sequence[SweepRun], result: SweepResult, show, overwrite: bool) -> None:
     if not pending:
         return
-    started = False
-    if not ray.is_initialized():
-        if address:
-            ray.init(address=address)
-        else:
-            # Local workers must import our packages the way this process does.
-            root = str(Path(__file__).resolve().parent.parent)
-            path = os.pathsep.join([root, os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)
-            ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False,
-                     runtime_env={"env_vars": {"PYTHONPATH": path, "OMP_NUM_THREADS": "1"}})
-        started = True
-    try:
-        remote = ray.remote(num_cpus=1)(run_one)
-        refs = {remote.remote(m.config, overwrite): m for m in pending}
-        remaining = list(refs)
-        while remaining:
-            finished, remaining = ray.wait(remaining, num_returns=1, timeout=1.0)
-            for ref in finished:
-                member = refs[ref]
-                result.outcomes[member.name] = _outcome(member, ray.get(ref))
-            show(len(refs) - len(remaining))
-    finally:
-        if started:
-            ray.shutdown()
+    import ray
+
+    remote = ray.remote(num_cpus=1)(run_one)
+    refs = {remote.remote(m.config, overwrite): m for m in pending}
+    remaining = list(refs)
+    while remaining:
+        finished, remaining = ray.wait(remaining, num_returns=1, timeout=1.0)
+        for ref in finished:
+            member = refs[ref]
+            result.outcomes[member.name] = _outcome(member, ray.get(ref))
+        show(len(refs) - len(remaining))
 
 
 def _outcome(member: SweepRun, outcome: dict[str, Any]) -> dict[str, Any]:

@@ -131,7 +131,8 @@ def test_divergence_stops_with_a_marker_and_keeps_rows(dqn_config):
 
 
 def test_finished_run_directory_is_not_overwritten_unless_asked(dqn_config):
-    config = dqn_config(**{"experiment.steps": 400, "experiment.checkpoint_every": 0})
+    config = dqn_config(**{"experiment.steps": 400, "experiment.checkpoint_every": 0,
+                           "experiment.reference": "stationary", "agent.exploration_steps": 200})
     experiments.run(config)
     before = (config.run_dir / "metrics.jsonl").read_text()
     with pytest.raises(ConfigError, match="--overwrite"):
