@@ -147,7 +147,10 @@ def test_unfinished_directory_of_another_config_is_refused(dqn_config):
     config.run_dir.mkdir(parents=True)
     from experiments.config import save_config
 
-    save_config(dqn_config(**{"agent.learning_rate": 0.5}), config.run_dir / "config.toml")
+    from experiments.resolve import resolve
+
+    # a run directory's config.toml is always the resolved config
+    save_config(resolve(dqn_config(**{"agent.learning_rate": 0.5})), config.run_dir / "config.toml")
     with pytest.raises(ConfigError, match="agent.learning_rate"):
         experiments.run(config)
 
