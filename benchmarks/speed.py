@@ -11,8 +11,8 @@ steps, (64, 64) tanh actor and critic, 4 minibatches x 4 epochs.
 from __future__ import annotations
 
 import argparse
-import statistics
 import os
+import statistics
 import sys
 import time
 

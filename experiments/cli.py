@@ -107,6 +107,7 @@ def _flag_overrides(ns: argparse.Namespace) -> dict[str, Any]:
 def run_data(ns: argparse.Namespace) -> dict[str, Any] | None:
     """The run config (nested dicts, not yet validated) that ``plasticity run`` would run
     for the parsed arguments ``ns``; None for the default study."""
+    from experiments import rundir
     from experiments.config import apply_overrides, parse_overrides
     from experiments.tomlio import load_toml
 
@@ -115,7 +116,7 @@ def run_data(ns: argparse.Namespace) -> dict[str, Any] | None:
     if ns.resume:
         if config_path is not None:
             raise ConfigError("--resume DIR takes the config saved in DIR; do not also give CONFIG")
-        saved = Path(ns.resume) / "config.toml"
+        saved = Path(ns.resume) / rundir.CONFIG
         if not saved.is_file():
             hint = (" (it is a sweep directory: run `plasticity sweep` on its sweep.toml again "
                     "to resume its runs)") if (Path(ns.resume) / "sweep.toml").is_file() else ""

@@ -1,22 +1,21 @@
 """Run-directory writers: append-and-flush JSONL files and TensorBoard scalars.
 
 Every JSONL row is flushed as it is written, so a killed run loses at most the row being
-written; :func:`truncate_jsonl` drops rows past a checkpoint (and a torn last line) when
-a run resumes, so rows are never lost or duplicated across a kill.
+written; :func:`experiments.rundir.rewind_jsonl` drops rows past a checkpoint (and a torn
+last line) when a run resumes, so rows are never lost or duplicated across a kill.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-__all__ = ["JsonlWriter", "TensorBoardWriter", "read_jsonl", "truncate_jsonl", "jsonable"]
+__all__ = ["JsonlWriter", "TensorBoardWriter", "jsonable"]
 
 
 def jsonable(value: Any) -> Any:
@@ -52,44 +51,11 @@ class JsonlWriter:
         self._file.close()
 
 
-def read_jsonl(path: str | Path) -> Iterator[dict[str, Any]]:
-    """Rows of a JSONL file; a torn (partially written) line is skipped."""
-    path = Path(path)
-    if not path.exists():
-        return
-    with open(path, encoding="utf-8") as f:
-        for line in f:
-            try:
-                yield json.loads(line)
-            except json.JSONDecodeError:
-                continue
-
-
-def truncate_jsonl(path: str | Path, max_step: int) -> int:
-    """Keep only well-formed rows with ``row["step"] <= max_step``; return how many were kept.
-
-    The file is rewritten atomically (temp file + rename), so a kill during truncation
-    leaves either the old or the new file.
-    """
-    path = Path(path)
-    if not path.exists():
-        return 0
-    kept = [row for row in read_jsonl(path) if int(row.get("step", 0)) <= max_step]
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        for row in kept:
-            f.write(json.dumps(row) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    return len(kept)
-
-
 class TensorBoardWriter:
     """Scalars to TensorBoard event files in the run directory.
 
     On resume ``purge_step`` makes TensorBoard hide events written past the checkpoint by
-    the killed process, as ``truncate_jsonl`` does for the JSONL files.
+    the killed process, as ``rundir.rewind_jsonl`` does for the JSONL files.
     """
 
     def __init__(self, log_dir: str | Path, purge_step: int | None = None) -> None:

@@ -14,9 +14,8 @@ last checkpoint; rows past the checkpoint are truncated first (see docs/architec
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
+import dataclasses
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -26,21 +25,16 @@ from typing import Any
 import torch
 
 from agents.base import DivergenceError, ShiftPolicy
-from experiments import streams
-from experiments.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from experiments import rundir, streams
+from experiments.checkpoint import load_latest, save_checkpoint
 from experiments.config import RunConfig, agent_class, load_config, save_config, to_dict
 from experiments.errors import ConfigError, RunDiverged
-from experiments.logging import JsonlWriter, TensorBoardWriter, truncate_jsonl
+from experiments.logging import JsonlWriter, TensorBoardWriter
 from experiments.probing import Prober
 from experiments.progress import Progress
 from experiments.resolve import resolve
 
-__all__ = ["RunResult", "run", "run_status", "RUN_FILES"]
-
-#: What a run writes in its directory (``--overwrite`` deletes exactly these).
-RUN_FILES = ("config.toml", "metrics.jsonl", "episodes.jsonl", "probes.jsonl", "shifts.jsonl",
-             "checkpoints", "DONE", "DIVERGED")
-JSONL = ("metrics.jsonl", "episodes.jsonl", "probes.jsonl", "shifts.jsonl")
+__all__ = ["RunResult", "run", "comparable_config"]
 
 
 @dataclass
@@ -70,18 +64,6 @@ class RunResult:
 
 
 # ----------------------------------------------------------------------------- run directory
-def run_status(run_dir: str | Path) -> str:
-    """"done" | "diverged" | "partial" (config written, not finished) | "empty"."""
-    run_dir = Path(run_dir)
-    if (run_dir / "DONE").exists():
-        return "done"
-    if (run_dir / "DIVERGED").exists():
-        return "diverged"
-    if (run_dir / "config.toml").exists():
-        return "partial"
-    return "empty"
-
-
 def comparable_config(config: RunConfig) -> dict[str, Any]:
     # Where the run lives and how progress is shown do not change what it computes.
     data = to_dict(config)
@@ -101,12 +83,12 @@ def _first_difference(a: Any, b: Any, prefix: str = "") -> str:
 def _prepare_dir(config: RunConfig, overwrite: bool) -> str:
     """Check the run directory; return "fresh" or "resume". Writes nothing on error."""
     run_dir = config.run_dir
-    status = run_status(run_dir)
+    status = rundir.run_status(run_dir)
     if status in ("done", "diverged") and not overwrite:
         raise ConfigError(f"run directory {str(run_dir)!r} holds a {'finished' if status == 'done' else 'diverged'} "
                           "run; pass --overwrite to replace it or choose another --out")
     if status == "partial" and not overwrite:
-        saved = load_config(run_dir / "config.toml")
+        saved = load_config(run_dir / rundir.CONFIG)
         if comparable_config(saved) != comparable_config(config):
             raise ConfigError(
                 f"run directory {str(run_dir)!r} holds a run of another config "
@@ -115,17 +97,6 @@ def _prepare_dir(config: RunConfig, overwrite: bool) -> str:
             )
         return "resume"
     return "fresh"
-
-
-def _clear(run_dir: Path) -> None:
-    for name in RUN_FILES:
-        path = run_dir / name
-        if path.is_dir():
-            shutil.rmtree(path)
-        else:
-            path.unlink(missing_ok=True)
-    for events in run_dir.glob("events.out.tfevents.*"):
-        events.unlink()
 
 
 # ----------------------------------------------------------------------------- bookkeeping
@@ -194,8 +165,6 @@ def _make_agent(config: RunConfig, env: Any) -> Any:
     from agents.mitigations import make_mitigations
 
     settings = config.agent.settings
-    import dataclasses
-
     fields = {f.name for f in dataclasses.fields(settings)}
     extra = {k: v for k, v in (("seed", config.experiment.seed),
                                 ("num_envs", config.env.num_envs)) if k in fields}
@@ -226,6 +195,13 @@ def run(
             record it, every row written before stays.
     """
     config = resolve(config)
+    rundir.check_out(config.run_dir)
+    with rundir.locked(config.run_dir):
+        return _run(config, overwrite, on_progress)
+
+
+def _run(config: RunConfig, overwrite: bool,
+         on_progress: Callable[[int, str], None] | None) -> RunResult:
     e = config.experiment
     run_dir = config.run_dir
     mode = _prepare_dir(config, overwrite)
@@ -246,24 +222,37 @@ def run(
     wall_before = 0.0
     resumed_from = None
 
-    # -- directory: fresh start or resume from the last checkpoint
-    run_dir.mkdir(parents=True, exist_ok=True)
-    ckpt = latest_checkpoint(run_dir / "checkpoints") if mode == "resume" else None
-    if ckpt is None:
-        _clear(run_dir)
-        save_config(config, run_dir / "config.toml")
+    # -- directory: fresh start, or resume from the newest intact checkpoint
+    notes: list[str] = []
+    loaded = load_latest(run_dir / rundir.CHECKPOINTS) if mode == "resume" else None
+    if loaded is not None:
+        notes.extend(loaded.skipped)
+        if loaded.path is None:
+            notes.append("no intact checkpoint to resume from; started again from step 0")
+    if loaded is None or loaded.path is None:
+        rundir.clear(run_dir)
+        save_config(config, run_dir / rundir.CONFIG)
     else:
-        state = load_checkpoint(ckpt)
+        state = loaded.state
         resumed_from = int(state["step"])
-        for name in JSONL:
-            truncate_jsonl(run_dir / name, resumed_from)
+        for name in rundir.JSONL_FILES:
+            rewound = rundir.rewind_jsonl(run_dir / name, resumed_from)
+            if rewound.torn is not None:
+                notes.append(f"{name}: removed a torn last line ({len(rewound.torn)} characters "
+                             "cut short by the process that stopped)")
         agent.load_state_dict(state["agent"])
         streams.set_state(env, state["env"])
         interval.load(state["interval"])
         wall_before = float(state["wall_time"])
         prober.seconds = float(state["probe_time"])
+    for note in notes:
+        print(f"plasticity: {run_dir}: {note}", file=sys.stderr, flush=True)
+    if resumed_from is not None:
+        print(f"plasticity: resuming {run_dir} from step {resumed_from}"
+              + (f" ({loaded.path.name})" if loaded.skipped else ""), file=sys.stderr, flush=True)
+    rundir.start_segment(run_dir, resumed_from, notes)
 
-    writers = {name: JsonlWriter(run_dir / name) for name in JSONL}
+    writers = {name: JsonlWriter(run_dir / name) for name in rundir.JSONL_FILES}
     tb = None
     if config.logging.tensorboard:
         tb = TensorBoardWriter(run_dir, purge_step=None if resumed_from is None else resumed_from + 1)
@@ -296,14 +285,14 @@ def run(
                 task = schedule.task_at(max(end - length * vector_size, 0))
                 last_return = float(ret)
                 if config.logging.episodes:
-                    write("episodes.jsonl", {"step": end, "task_id": task, "return": ret,
+                    write(rundir.EPISODES, {"step": end, "task_id": task, "return": ret,
                                              "length": length})
 
             # -- log
             if stop % e.log_every == 0 or stop == e.steps:
                 row = interval.row(step, streams.current_task(env), wall())
                 row["perf/probe_seconds"] = round(prober.seconds, 3)
-                write("metrics.jsonl", row)
+                write(rundir.METRICS, row)
                 if tb is not None:
                     tb.scalars({k: v for k, v in row.items() if "/" in k}, step)
                     if row["episodic_return"] is not None:
@@ -319,7 +308,7 @@ def run(
                                              shift_index=index), write, tb)
                 if tell_agent:
                     agent.on_task_switch(policy)
-                write("shifts.jsonl", _shift_row(config, policy, agent, stop, old, new,
+                write(rundir.SHIFTS, _shift_row(config, policy, agent, stop, old, new,
                                                  schedule.task_params(new)))
                 if config.probes.enabled and config.probes.init:
                     streams.set_task(side_env, new)
@@ -332,7 +321,7 @@ def run(
             # -- checkpoint last: every row at or before this step is already written. The
             # final one keeps the trained agent for later analysis.
             if (e.checkpoint_every and stop % e.checkpoint_every == 0) or stop == e.steps:
-                save_checkpoint(run_dir / "checkpoints", step, {
+                save_checkpoint(run_dir / rundir.CHECKPOINTS, step, {
                     "step": step, "agent": agent.state_dict(), "env": streams.get_state(env),
                     "interval": interval.state(), "wall_time": wall(),
                     "probe_time": prober.seconds,
@@ -347,7 +336,7 @@ def run(
         total = wall()
         done = {"steps": step, "wall_time": round(total, 3), "probe_time": round(prober.seconds, 3),
                 "probe_fraction": round(prober.seconds / total, 4) if total else 0.0}
-        _write_json_atomic(run_dir / "DONE", done)
+        rundir.write_json_atomic(run_dir / rundir.DONE, done)
         progress.update(step, f"done in {total:.0f}s", force=True)
     finally:
         progress.close()
@@ -362,7 +351,7 @@ def run(
 
 def _probe_rows(rows: list[dict[str, Any]], write: Callable, tb: TensorBoardWriter | None) -> None:
     for row in rows:
-        write("probes.jsonl", row)
+        write(rundir.PROBES, row)
         if tb is not None:
             values = {k: v for k, v in row.items()
                       if k not in ("step", "task_id", "phase", "network")}
@@ -390,12 +379,6 @@ def _shift_row(config: RunConfig, policy: ShiftPolicy, agent: Any, step: int, ol
 def _record_divergence(run_dir: Path, writers: dict[str, JsonlWriter], tb: Any,
                        err: DivergenceError, task: int, wall: float) -> None:
     info = {"step": int(err.step), "what": err.what, "value": str(err.value)}
-    writers["metrics.jsonl"].write({"step": int(err.step), "task_id": task, "time": round(wall, 3),
+    writers[rundir.METRICS].write({"step": int(err.step), "task_id": task, "time": round(wall, 3),
                                     "diverged": True, "what": err.what, "value": str(err.value)})
-    _write_json_atomic(run_dir / "DIVERGED", info)
-
-
-def _write_json_atomic(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    rundir.write_json_atomic(run_dir / rundir.DIVERGED, info)

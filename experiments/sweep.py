@@ -24,6 +24,9 @@ Sweep file (TOML)::
     "experiment.steps" = 4096
     seeds = [0]                  # (optional) the seeds of the smoke sweep
 
+    [report] / [[hypotheses]]    # what the report declares: arm roles, fresh references and
+                                 # signed hypotheses (experiments/reporting/declarations.py)
+
 Runs = arms x grid points x seeds, named ``<arm>[-<key>=<value>...]-seed<s>``, written to
 ``SWEEP_DIR/runs/<name>/``. Overrides apply in the order base < grid < arm < smoke, then
 ``experiment.name/arm/seed/out`` are set by the sweep. Re-running a sweep skips finished
@@ -46,16 +49,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from experiments import rundir
 from experiments.config import apply_overrides, from_dict, load_config, to_dict
 from experiments.errors import ConfigError, RunDiverged
 from experiments.progress import Progress
+from experiments.reporting.declarations import parse_declarations
 from experiments.resolve import resolve
 from experiments.tomlio import load_toml
 
 __all__ = ["Sweep", "SweepRun", "load_sweep", "build_sweep", "run_sweep", "BACKENDS"]
 
 BACKENDS = ("local", "ray")
-SWEEP_KEYS = ("name", "seeds", "out", "base", "grid", "arms", "smoke")
+SWEEP_KEYS = ("name", "seeds", "out", "base", "grid", "arms", "smoke", "report", "hypotheses")
 
 
 @dataclass
@@ -165,13 +170,18 @@ def build_sweep(data: Mapping[str, Any], *, name: str, out: str | Path | None = 
                 names.add(run_name)
                 fixed = {"experiment.name": name, "experiment.arm": arm_name,
                          "experiment.seed": seed,
-                         "experiment.out": str(directory / "runs" / run_name)}
+                         "experiment.out": str(directory / rundir.SWEEP_RUNS / run_name)}
                 merged = apply_overrides(base, {**grid_point, **arm, **smoke_overrides, **fixed})
                 try:
                     config = resolve(from_dict(merged))
                 except ValueError as exc:
                     raise type(exc)(f"run {run_name!r}: {exc}") from None
                 runs.append(SweepRun(run_name, to_dict(config)))
+    arm_names = {r.config["experiment"]["arm"] for r in runs}
+    unknown = sorted(parse_declarations(data).arms_named() - arm_names)
+    if unknown:
+        raise ConfigError(f"[report] / [[hypotheses]] name the arm {unknown[0]!r}, which this "
+                          f"sweep does not have; its arms: {', '.join(sorted(arm_names))}")
     return Sweep(name, directory, runs, source)
 
 
@@ -233,7 +243,7 @@ def _exit_when_orphaned(parent: int, interval: float = 1.0) -> None:
 # ----------------------------------------------------------------------------- the sweep
 def _last_step(run_dir: Path) -> int:
     """Step of the last row of a run's metrics.jsonl (reads only the file's tail)."""
-    path = run_dir / "metrics.jsonl"
+    path = run_dir / rundir.METRICS
     try:
         with open(path, "rb") as f:
             f.seek(0, os.SEEK_END)
@@ -252,19 +262,31 @@ def run_sweep(sweep: Sweep, *, workers: int = 1, backend: str = "local",
               address: str | None = None, progress: str = "auto",
               overwrite: bool = False) -> SweepResult:
     """Run every member of ``sweep``; skip finished ones, resume interrupted ones
-    (``overwrite``: run every member again from scratch)."""
-    from experiments.runner import comparable_config, run_status
+    (``overwrite``: run every member again from scratch and delete the old report).
 
+    The sweep directory is locked while the sweep runs (each run locks its own directory
+    too), so a second sweep on it refuses with a line naming the owner."""
     if backend not in BACKENDS:
         raise ConfigError(f"backend {backend!r} is not valid; valid choices: {', '.join(BACKENDS)}")
     if workers < 1:
         raise ConfigError(f"--workers {workers} is out of range; it must be >= 1")
+    rundir.check_out(sweep.directory)
+    with rundir.locked(sweep.directory, what="sweep directory"):
+        return _run_sweep(sweep, workers, backend, address, progress, overwrite)
+
+
+def _run_sweep(sweep: Sweep, workers: int, backend: str, address: str | None, progress: str,
+               overwrite: bool) -> SweepResult:
+    from experiments.runner import comparable_config
+
+    if overwrite:
+        rundir.clear_report(sweep.directory)
     result = SweepResult(sweep.directory)
     pending: list[SweepRun] = []
     for member in sweep.runs:
-        status = "empty" if overwrite else run_status(member.run_dir)
+        status = "empty" if overwrite else rundir.run_status(member.run_dir)
         if status in ("done", "diverged"):
-            saved = load_config(member.run_dir / "config.toml")
+            saved = load_config(member.run_dir / rundir.CONFIG)
             if comparable_config(saved) != comparable_config(from_dict(member.config)):
                 result.outcomes[member.name] = _outcome(member, {
                     "status": "failed", "message": f"{member.run_dir} holds a finished run of "
@@ -277,10 +299,10 @@ def run_sweep(sweep: Sweep, *, workers: int = 1, backend: str = "local",
         else:
             member.config["logging"]["progress"] = "off"  # the sweep shows one bar for all
             pending.append(member)
+    # Connect first: a cluster that is not there is refused before sweep.toml is written.
     ray_started = _connect_ray(address, workers) if backend == "ray" and pending else False
-    sweep.directory.mkdir(parents=True, exist_ok=True)
     if sweep.source:
-        (sweep.directory / "sweep.toml").write_text(sweep.source, encoding="utf-8")
+        (sweep.directory / rundir.SWEEP_FILE).write_text(sweep.source, encoding="utf-8")
     total = sum(m.config["experiment"]["steps"] for m in sweep.runs) or 1
     done_steps = total - sum(m.config["experiment"]["steps"] for m in pending)
     bar = Progress(total, progress, label=f"{sweep.name} ")

@@ -22,7 +22,6 @@ Config keys read (with fall-backs, so that older or hand-written configs still l
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -31,7 +30,9 @@ from typing import Any
 
 import numpy as np
 
+from experiments import rundir
 from experiments.errors import ConfigError
+from experiments.rundir import read_jsonl, read_marker
 from experiments.tomlio import load_toml
 
 __all__ = ["Run", "load_run", "load_runs", "find_run_dirs", "read_jsonl", "is_run_dir"]
@@ -194,38 +195,6 @@ def _first(table: Mapping[str, Any], keys: Iterable[str]) -> Any:
     return None
 
 
-def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    """Rows of a JSONL file; a missing file is empty. A torn last line (a run killed while
-    writing) is ignored; a bad line elsewhere is a :class:`ConfigError` naming the line."""
-    if not path.is_file():
-        return []
-    lines = path.read_text(encoding="utf-8").splitlines()
-    rows = []
-    for i, line in enumerate(lines):
-        if not line.strip():
-            continue
-        try:
-            rows.append(json.loads(line))
-        except json.JSONDecodeError as exc:
-            if i == len(lines) - 1:
-                break
-            raise ConfigError(f"{path}:{i + 1}: not a JSON object ({exc.msg})") from None
-    return rows
-
-
-def _read_marker(path: Path) -> dict[str, Any] | None:
-    if not path.exists():
-        return None
-    text = path.read_text(encoding="utf-8").strip()
-    if not text:
-        return {}
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError:
-        return {"text": text}
-    return value if isinstance(value, dict) else {"value": value}
-
-
 def _episode_arrays(rows: list[dict[str, Any]]) -> dict[str, np.ndarray]:
     rows = sorted(rows, key=lambda r: r["step"])
     return {
@@ -242,8 +211,8 @@ def _float(value: Any) -> float:
 
 def is_run_dir(path: Path) -> bool:
     """A run directory has a ``config.toml`` next to a JSONL log."""
-    return (path / "config.toml").is_file() and any(
-        (path / name).is_file() for name in ("metrics.jsonl", "episodes.jsonl", "shifts.jsonl")
+    return (path / rundir.CONFIG).is_file() and any(
+        (path / name).is_file() for name in (rundir.METRICS, rundir.EPISODES, rundir.SHIFTS)
     )
 
 
@@ -260,7 +229,7 @@ def find_run_dirs(paths: Iterable[str | Path]) -> list[Path]:
         if is_run_dir(path):
             found.append(path)
             continue
-        parent = path / "runs" if (path / "runs").is_dir() else path
+        parent = path / rundir.SWEEP_RUNS if (path / rundir.SWEEP_RUNS).is_dir() else path
         children = sorted(p for p in parent.iterdir() if p.is_dir() and is_run_dir(p))
         if not children:
             raise ConfigError(f"{str(path)!r} holds no run directories; expected a run directory "
@@ -282,33 +251,35 @@ def load_run(path: str | Path) -> Run:
     and ``Run.episodes_from_metrics`` is set, which the report flags.
     """
     path = Path(path)
-    if not (path / "config.toml").is_file():
+    if not (path / rundir.CONFIG).is_file():
         raise ConfigError(f"{str(path)!r} is not a run directory (no config.toml)")
-    config = load_toml(path / "config.toml")
+    config = load_toml(path / rundir.CONFIG)
     reference = str(config.get("experiment", {}).get("reference", "continual"))
     if reference not in REFERENCES:
         raise ConfigError(f"{path}/config.toml: [experiment] reference = {reference!r}; "
                           f"valid choices: {', '.join(REFERENCES)}")
-    metrics = read_jsonl(path / "metrics.jsonl")
-    episode_rows = read_jsonl(path / "episodes.jsonl")
+    # A finished run cannot end in a torn line (refuse); an unfinished one may (warn).
+    torn = "raise" if rundir.run_status(path) in ("done", "diverged") else "warn"
+    metrics = read_jsonl(path / rundir.METRICS, torn=torn)
+    episode_rows = read_jsonl(path / rundir.EPISODES, torn=torn)
     from_metrics = False
-    if not episode_rows and not (path / "episodes.jsonl").is_file():
+    if not episode_rows and not (path / rundir.EPISODES).is_file():
         from_metrics = True
         episode_rows = [
             {"step": r["step"], "task_id": r.get("task_id", -1),
              "return": r["episodic_return"], "length": 1}
             for r in metrics if r.get("episodic_return") is not None
         ]
-    shifts = sorted(read_jsonl(path / "shifts.jsonl"), key=lambda r: r["step"])
+    shifts = sorted(read_jsonl(path / rundir.SHIFTS, torn=torn), key=lambda r: r["step"])
     return Run(
         path=path,
         config=config,
         episodes=_episode_arrays(episode_rows),
         shifts=shifts,
-        probes=read_jsonl(path / "probes.jsonl"),
+        probes=read_jsonl(path / rundir.PROBES, torn=torn),
         metrics=metrics,
-        done=_read_marker(path / "DONE"),
-        diverged=_read_marker(path / "DIVERGED"),
+        done=read_marker(path / rundir.DONE),
+        diverged=read_marker(path / rundir.DIVERGED),
         episodes_from_metrics=from_metrics,
     )
 

@@ -20,6 +20,7 @@ from experiments.analysis import (
 )
 from experiments.analysis.synthetic import step_episodes, write_run
 from experiments.errors import ConfigError
+from experiments.rundir import TornLineError
 
 PERIOD = 2000  # 20 episodes of 100 steps per segment
 ABS = AdaptationSpec(window=10, threshold=0.8, max_return=1.0)
@@ -160,8 +161,12 @@ def test_loading_sweeps_markers_and_torn_lines(tmp_path):
     write_run(sweep / "runs" / "b", arm="x", seed=1, episodes=step_episodes(PERIOD, [0, 1]),
               period=PERIOD, n_segments=2, done=False,
               diverged={"step": 2500, "what": "td_loss", "value": "nan"})
-    with (sweep / "runs" / "a" / "episodes.jsonl").open("a") as fh:
-        fh.write('{"step": 99999, "ret')  # a run killed mid-write
+    episodes = sweep / "runs" / "a" / "episodes.jsonl"
+    complete = episodes.read_text()
+    episodes.write_text(complete + '{"step": 99999, "ret')  # torn, though the run is DONE
+    with pytest.raises(TornLineError, match="episodes.jsonl: the last line is torn"):
+        load_runs([sweep])  # a finished run's damaged file is refused, not silently cut
+    episodes.write_text(complete)
     a, b = load_runs([sweep])
     assert (a.name, a.status, a.seed, a.arm, a.reference) == ("a", "done", 0, "x", "continual")
     assert len(a.episodes["step"]) == 40 and a.steps == 4000 and a.period == PERIOD

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from experiments.checkpoint import checkpoint_steps
 from experiments.config import apply_overrides
-from experiments.logging import read_jsonl
+from experiments.rundir import read_jsonl
 from experiments.tomlio import dumps_toml
 from tests.experiments.conftest import DQN_RUN
 

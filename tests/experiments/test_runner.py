@@ -13,7 +13,7 @@ from agents.dqn import DQN
 from agents.ppo import PPO
 from experiments import streams
 from experiments.errors import ConfigError, RunDiverged
-from experiments.logging import read_jsonl
+from experiments.rundir import read_jsonl
 
 TIMING_KEYS = ("time", "charts/sps", "perf/probe_seconds")
 
@@ -146,7 +146,6 @@ def test_unfinished_directory_of_another_config_is_refused(dqn_config):
     config = dqn_config()
     config.run_dir.mkdir(parents=True)
     from experiments.config import save_config
-
     from experiments.resolve import resolve
 
     # a run directory's config.toml is always the resolved config

@@ -9,7 +9,7 @@ import pytest
 from experiments.checkpoint import checkpoint_steps
 from experiments.config import apply_overrides
 from experiments.errors import ConfigError
-from experiments.logging import read_jsonl
+from experiments.rundir import read_jsonl
 from experiments.sweep import build_sweep, load_sweep, run_sweep
 from experiments.tomlio import dumps_toml
 from tests.experiments.conftest import DQN_RUN

@@ -1,0 +1,11 @@
+"""The report engine: seed-level inference, declared hypotheses, matched references.
+
+Modules, one job each:
+
+* :mod:`.declarations` -- what a study file declares for its report (``[report]``,
+  ``[[hypotheses]]``): the format, parsed and validated.
+* :mod:`.references` -- the matched fresh reference of every arm (refuses a mismatch).
+* :mod:`.frame` -- the per-shift analysis frame (adaptation, gaps, probes) from RunData tables.
+* :mod:`.inference` -- cluster bootstrap over seeds, the within-seed mixed model, Holm.
+* :mod:`.hypotheses` -- the declared family tested, verdicts in the declared direction.
+"""

@@ -1,0 +1,108 @@
+"""The per-shift analysis frame: adaptation, matched-reference gaps and probes, one row per
+run x shift, built from the tidy tables of :class:`experiments.analysis.RunData`.
+
+Columns: ``run_id, arm, seed, reference, shift_index, task_index`` (= ``shift_index``: the
+number of tasks trained before), the adaptation columns of ``RunData.adaptation``,
+``gap_<column>`` for every numeric adaptation column (the run's value minus its matched fresh
+run's on the same shift; NaN without a match, see :mod:`.references`; a censored recovery of
+the run against an observed one of the reference is ``+inf``: a gap known only to be
+large), and one column per probe at the shift, named by :func:`probe_column`: the probe row of
+that phase, network and data at the shift's step (``pre``: old task, just before the switch;
+``init`` and ``trained_once``: the new task, before any update on it).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+
+import numpy as np
+import pandas as pd
+
+from experiments.reporting.references import ArmReference
+
+__all__ = ["probe_column", "parse_probe_column", "shift_frame", "PROBE_META", "SHIFT_PHASES"]
+
+PROBE_META = ("run_id", "step", "task_id", "phase", "network", "data", "time", "wall_time")
+SHIFT_PHASES = ("pre", "init", "trained_once")
+_ID = ("run_id", "shift_index", "task_id", "step")
+
+
+def probe_column(phase: str, network: str, data: str, metric: str) -> str:
+    """``init/value/on_policy/hessian/eps_rank``."""
+    return f"{phase}/{network}/{data}/{metric}"
+
+
+def parse_probe_column(column: str) -> tuple[str, str, str, str]:
+    phase, network, data, metric = column.split("/", 3)
+    return phase, network, data, metric
+
+
+def _adaptation_columns(adaptation: pd.DataFrame) -> list[str]:
+    return [c for c in adaptation.columns if c not in _ID
+            and pd.api.types.is_numeric_dtype(adaptation[c])
+            and not pd.api.types.is_bool_dtype(adaptation[c])]
+
+
+def _probe_wide(probes: pd.DataFrame, shifts: pd.DataFrame) -> pd.DataFrame:
+    """One row per (run_id, shift_index) with a column per shift-phase probe metric."""
+    if probes.empty or shifts.empty:
+        return pd.DataFrame(columns=["run_id", "shift_index"])
+    p = probes[probes["phase"].isin(SHIFT_PHASES)].copy()
+    if "data" not in p.columns:
+        p["data"] = "on_policy"
+    p["data"] = p["data"].fillna("on_policy")
+    p = p.merge(shifts[["run_id", "shift_index", "step"]], on=["run_id", "step"])
+    metrics = [c for c in p.columns if c not in PROBE_META and c != "shift_index"
+               and pd.api.types.is_numeric_dtype(p[c]) and not pd.api.types.is_bool_dtype(p[c])]
+    if p.empty or not metrics:
+        return pd.DataFrame(columns=["run_id", "shift_index"])
+    long = p.melt(id_vars=["run_id", "shift_index", "phase", "network", "data"],
+                  value_vars=metrics, var_name="metric").dropna(subset=["value"])
+    long["column"] = [probe_column(a, b, c, d) for a, b, c, d in
+                      zip(long["phase"], long["network"], long["data"], long["metric"],
+                          strict=True)]
+    wide = long.pivot_table(index=["run_id", "shift_index"], columns="column", values="value",
+                            aggfunc="first")
+    wide.columns.name = None
+    return wide.reset_index()
+
+
+def _gap(value: float, ref: float, column: str, censored: bool, ref_censored: bool) -> float:
+    if column == "steps_to_threshold":
+        if censored and not ref_censored and math.isfinite(ref):
+            return math.inf
+        if censored or ref_censored:
+            return math.nan
+    return value - ref
+
+
+def shift_frame(runs: pd.DataFrame, adaptation: pd.DataFrame, probes: pd.DataFrame,
+                shifts: pd.DataFrame, references: Mapping[str, ArmReference]) -> pd.DataFrame:
+    """The analysis frame (module docstring) of the runs with status ``done``."""
+    done = runs[runs["status"] == "done"][["run_id", "arm", "seed", "reference"]]
+    frame = adaptation.merge(done, on="run_id")
+    frame = frame.sort_values(["arm", "seed", "run_id", "shift_index"], kind="stable")
+    frame["task_index"] = frame["shift_index"].astype(float)
+    columns = _adaptation_columns(adaptation)
+    ref_of = {run: ref for arm_ref in references.values() for run, ref in arm_ref.pairs.items()}
+    by_key = adaptation.set_index(["run_id", "shift_index"])
+    censored = "censored" in adaptation.columns
+    for column in columns:
+        values = []
+        for run, k, v, cen in zip(frame["run_id"], frame["shift_index"], frame[column],
+                                  frame["censored"] if censored else [False] * len(frame),
+                                  strict=True):
+            ref = ref_of.get(run)
+            if ref is None or (ref, k) not in by_key.index:
+                values.append(math.nan)
+                continue
+            row = by_key.loc[(ref, k)]
+            values.append(_gap(float(v), float(row[column]), column, bool(cen),
+                               bool(row["censored"]) if censored else False))
+        frame[f"gap_{column}"] = np.array(values, dtype=float)
+    if censored:
+        frame.loc[frame["censored"].astype(bool), "steps_to_threshold"] = math.inf
+    wide = _probe_wide(probes, shifts)
+    frame = frame.merge(wide, on=["run_id", "shift_index"], how="left")
+    return frame.reset_index(drop=True)
