@@ -119,7 +119,7 @@ def run_data(ns: argparse.Namespace) -> dict[str, Any] | None:
         saved = Path(ns.resume) / rundir.CONFIG
         if not saved.is_file():
             hint = (" (it is a sweep directory: run `plasticity sweep` on its sweep.toml again "
-                    "to resume its runs)") if (Path(ns.resume) / "sweep.toml").is_file() else ""
+                    "to resume its runs)") if (Path(ns.resume) / rundir.SWEEP_FILE).is_file() else ""
             raise ConfigError(f"--resume {ns.resume!r}: no config.toml there, so it is not a run "
                               f"directory{hint}")
         return apply_overrides(load_toml(saved), overrides | {"experiment.out": ns.resume})
@@ -135,14 +135,15 @@ def run_data(ns: argparse.Namespace) -> dict[str, Any] | None:
 
 
 def cmd_run(ns: argparse.Namespace) -> int:
+    from experiments import rundir
     from experiments.config import from_dict, parse_overrides
-    from experiments.runner import run, run_status
+    from experiments.runner import run
 
     data = run_data(ns)
     if data is None:
         return _run_default_study(ns, _flag_overrides(ns) | parse_overrides(ns.args))
     config = from_dict(data)
-    if ns.resume and not ns.overwrite and run_status(config.run_dir) == "done":
+    if ns.resume and not ns.overwrite and rundir.run_status(config.run_dir) == "done":
         print(f"run {ns.resume} is already finished (DONE); nothing to resume")
         return 0
     result = run(config, overwrite=ns.overwrite)

@@ -271,16 +271,28 @@ def run_sweep(sweep: Sweep, *, workers: int = 1, backend: str = "local",
     if workers < 1:
         raise ConfigError(f"--workers {workers} is out of range; it must be >= 1")
     rundir.check_out(sweep.directory)
-    with rundir.locked(sweep.directory, what="sweep directory"):
-        return _run_sweep(sweep, workers, backend, address, progress, overwrite)
+    # Connect first: a cluster that is not there is refused before anything is written.
+    ray_started = backend == "ray" and any(
+        overwrite or rundir.run_status(m.run_dir) not in ("done", "diverged") for m in sweep.runs
+    ) and _connect_ray(address, workers)
+    try:
+        with rundir.locked(sweep.directory, what="sweep directory"):
+            return _run_sweep(sweep, workers, backend, progress, overwrite)
+    finally:
+        if ray_started:
+            import ray
+
+            ray.shutdown()
 
 
-def _run_sweep(sweep: Sweep, workers: int, backend: str, address: str | None, progress: str,
+def _run_sweep(sweep: Sweep, workers: int, backend: str, progress: str,
                overwrite: bool) -> SweepResult:
     from experiments.runner import comparable_config
 
     if overwrite:
         rundir.clear_report(sweep.directory)
+    if sweep.source:
+        (sweep.directory / rundir.SWEEP_FILE).write_text(sweep.source, encoding="utf-8")
     result = SweepResult(sweep.directory)
     pending: list[SweepRun] = []
     for member in sweep.runs:
@@ -299,10 +311,6 @@ def _run_sweep(sweep: Sweep, workers: int, backend: str, address: str | None, pr
         else:
             member.config["logging"]["progress"] = "off"  # the sweep shows one bar for all
             pending.append(member)
-    # Connect first: a cluster that is not there is refused before sweep.toml is written.
-    ray_started = _connect_ray(address, workers) if backend == "ray" and pending else False
-    if sweep.source:
-        (sweep.directory / rundir.SWEEP_FILE).write_text(sweep.source, encoding="utf-8")
     total = sum(m.config["experiment"]["steps"] for m in sweep.runs) or 1
     done_steps = total - sum(m.config["experiment"]["steps"] for m in pending)
     bar = Progress(total, progress, label=f"{sweep.name} ")
@@ -318,10 +326,6 @@ def _run_sweep(sweep: Sweep, workers: int, backend: str, address: str | None, pr
             _run_ray(pending, result, show, overwrite)
     finally:
         bar.close()
-        if ray_started:
-            import ray
-
-            ray.shutdown()
     return result
 
 
