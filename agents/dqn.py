@@ -448,13 +448,18 @@ class DQN:
             "exploration_origin": self.exploration_origin,
             "rng": common.rng_state(self.rng, self.torch_rng),
             "mitigations": [m.state_dict() for m in self.mitigations],
+            # the episode in progress on the training env, for an exact resume
+            "episode": None if self._obs is None else {
+                "obs": self._obs, "return": self._episode_return, "length": self._episode_length},
         }
         state = copy.deepcopy(state)  # detach from the live tensors
         state["buffer"] = self.buffer.state_dict() if self.config.checkpoint_buffer else None
         return state
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore a checkpoint; the next ``learn`` resets its env (see :meth:`learn`)."""
+    def load_state_dict(self, state: dict[str, Any], env: gym.Env | None = None) -> None:
+        """Restore a checkpoint. Without ``env`` the next ``learn`` resets its env (see
+        :meth:`learn`); with ``env`` -- the training env restored to its state at the
+        checkpoint -- it continues the episode that was in progress there, exactly."""
         self.q.load_state_dict(state["q"])
         self.target_network.load_state_dict(state["target_network"])
         self.optimizer.load_state_dict(state["optimizer"])
@@ -467,3 +472,7 @@ class DQN:
             self.buffer.clear()
         common.load_mitigation_states(self.mitigations, state["mitigations"])
         self._env = None
+        episode = state.get("episode")
+        if env is not None and episode is not None:
+            self._env, self._obs = env, np.array(episode["obs"])
+            self._episode_return, self._episode_length = episode["return"], episode["length"]

@@ -499,11 +499,19 @@ class PPO:
             ),
             "last_rollout": self.last_rollout,
             "mitigations": [m.state_dict() for m in self.mitigations],
+            # where the training env stands mid-episode, for an exact resume
+            "episode": None if self._state is None else {
+                "obs": self._state.obs, "resetting": self._state.resetting,
+                "returns": self._state.episodes.returns, "lengths": self._state.episodes.lengths,
+                "reward_returns": (self.reward_normalizer.returns
+                                   if self.reward_normalizer else None)},
         }
         return copy.deepcopy(state)
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore a checkpoint; the next ``learn`` resets its env (see :meth:`learn`)."""
+    def load_state_dict(self, state: dict[str, Any], env: VectorEnv | None = None) -> None:
+        """Restore a checkpoint. Without ``env`` the next ``learn`` resets its env (see
+        :meth:`learn`); with ``env`` -- the training vector env restored to its state at the
+        checkpoint -- it continues every sub-env's episode in progress there, exactly."""
         self.actor.load_state_dict(state["actor"])
         self.critic.load_state_dict(state["critic"])
         self.optimizer.load_state_dict(state["optimizer"])
@@ -515,4 +523,13 @@ class PPO:
             self.reward_normalizer.rms.load_state_dict(state["reward_normalizer"])
         self.last_rollout = copy.deepcopy(state["last_rollout"])
         common.load_mitigation_states(self.mitigations, state["mitigations"])
-        self._env = None
+        self._env, self._state = None, None
+        episode = state.get("episode")
+        if env is not None and episode is not None:
+            tracker = common.EpisodeTracker(len(episode["returns"]))
+            tracker.returns[:], tracker.lengths[:] = episode["returns"], episode["lengths"]
+            self._env = env
+            self._state = _RolloutState(np.array(episode["obs"]),
+                                        np.array(episode["resetting"]), tracker)
+            if self.reward_normalizer is not None:
+                self.reward_normalizer.returns = np.array(episode["reward_returns"])

@@ -69,12 +69,18 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--overwrite", action="store_true", help="run every member again")
     sweep.add_argument("--no-report", action="store_true", help="do not write the report")
 
-    report = sub.add_parser("report", help="write the report of run or sweep directories")
-    report.add_argument("paths", nargs="+", metavar="DIR")
+    report = sub.add_parser("report", help="write the report of run or sweep directories",
+                            description="Write the report of run or sweep directories, or "
+                            "rebuild it from a tables directory a report wrote (OUT/tables/...).")
+    report.add_argument("paths", nargs="+", metavar="DIR",
+                        help="run or sweep directories, or a report's tables directory")
     report.add_argument("--out", help="report directory (with --study: default docs)")
     report.add_argument("--study", action="store_true",
                         help="DIRs are the study's sweep directories: write OUT/results.md and "
                              "OUT/figures/ (see README, 'Reproducing the study')")
+    report.add_argument("--allow-mixed-commits", action="store_true",
+                        help="build from runs made by different code commits (listed in the "
+                             "report); without it such input is refused")
 
     sub.add_parser("envs", help="list the registered non-stationary streams")
     lister = sub.add_parser("list", help="list agents, mitigations, probe metrics or streams")
@@ -188,15 +194,16 @@ def cmd_sweep(ns: argparse.Namespace) -> int:
     return 0
 
 
-def write_report(paths: list[Path], out: Path | None) -> Path:
+def write_report(paths: list[Path], out: Path | None, allow_mixed_commits: bool = False) -> Path:
     # Provided by experiments/report.py (the analysis/report issue): continual vs fresh
     # return per task and probe trajectories, written next to the runs.
     from experiments.report import write_report as _write
 
-    return _write(paths, out)
+    return _write(paths, out, allow_mixed_commits=allow_mixed_commits)
 
 
 def cmd_report(ns: argparse.Namespace) -> int:
+    from experiments.analysis import is_tables_dir
     from experiments.analysis.load import find_run_dirs
 
     if ns.out is not None and Path(ns.out).exists() and not Path(ns.out).is_dir():
@@ -205,14 +212,19 @@ def cmd_report(ns: argparse.Namespace) -> int:
     paths = [Path(p) for p in ns.paths]
     for path in paths:
         if not path.is_dir():
-            raise ConfigError(f"report: {str(path)!r} is not a directory; give run or sweep directories")
-        find_run_dirs([path])  # a directory without runs is refused before anything is written
+            raise ConfigError(f"report: {str(path)!r} is not a directory; give run or sweep "
+                              "directories or a report's tables directory")
+        if not is_tables_dir(path):
+            find_run_dirs([path])  # a directory without runs is refused before anything is written
     if ns.study:
         from experiments.study_report import study_report_command
 
-        print(f"results: {study_report_command(ns.paths, ns.out)}")
+        results = study_report_command(ns.paths, ns.out,
+                                       allow_mixed_commits=ns.allow_mixed_commits)
+        print(f"results: {results}")
         return 0
-    print(f"report: {write_report(paths, Path(ns.out) if ns.out else None)}")
+    out = Path(ns.out) if ns.out else None
+    print(f"report: {write_report(paths, out, ns.allow_mixed_commits)}")
     return 0
 
 

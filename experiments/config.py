@@ -76,6 +76,9 @@ class ExperimentConfig:
         out: run directory; ``{name}``, ``{arm}``, ``{seed}``, ``{reference}`` are filled in.
         checkpoint_every: env steps between checkpoints (0: only at the end).
         log_every: env steps between ``metrics.jsonl`` rows.
+        divergence_factor: a network whose parameter norm exceeds this many times its norm
+            at initialisation has diverged (``DIVERGED``, exit 1), like NaN/inf; 0 turns
+            this rule off (NaN/inf is always caught). See ``experiments/divergence.py``.
         imports: Python modules imported before the config is resolved (in every worker),
             so user-defined streams (``envs.register_stream``) and mitigations
             (``agents.mitigations.register_mitigation``) can be named without editing the
@@ -91,6 +94,7 @@ class ExperimentConfig:
     out: str = "runs/{name}/{arm}-seed{seed}"
     checkpoint_every: int = 50_000
     log_every: int = 2048
+    divergence_factor: float = 1000.0
     imports: list[str] = field(default_factory=list)
 
 
@@ -468,6 +472,9 @@ def validate(config: RunConfig) -> None:
     _positive("experiment.torch_threads", e.torch_threads)
     _positive("experiment.checkpoint_every", e.checkpoint_every, allow_zero=True)
     _positive("experiment.log_every", e.log_every)
+    if e.divergence_factor != 0 and not e.divergence_factor > 1:
+        raise ConfigError(f"experiment.divergence_factor = {e.divergence_factor!r} is out of "
+                          "range; it must be > 1 (times the initial parameter norm) or 0 (off)")
     _choice("experiment.reference", e.reference, REFERENCES)
     if not e.out:
         raise ConfigError("experiment.out is empty; give a run directory")

@@ -8,4 +8,4 @@ class ConfigError(ValueError):
 
 
 class RunDiverged(RuntimeError):
-    """A run stopped because a loss or parameter became NaN/inf (see ``DIVERGED``)."""
+    """A run stopped because it diverged: NaN/inf, or a parameter-norm blow-up (``DIVERGED``)."""

@@ -3,12 +3,15 @@
 Layout of the output directory (``out``; default: the single path given, else ``./report``)::
 
     report.md          what was run, results, methods, caveats (every number computed here)
+    tables/            the runs as Parquet tables (experiments.analysis.write_tables); the
+                       report can be rebuilt from them alone: plasticity report OUT/tables
     adaptation.csv     one row per run x shift (``experiments.analysis.adaptation_table``)
     correlations.csv   every probe x metric x group cell (raw and partial rho, CIs, BH p)
     probe_trends.csv   per arm x probe: Spearman of the probe against the segment index
     figures/*.png      return curves, per-task bars, probe trajectories, scatter plots
 
-Runs without a ``DONE`` marker are skipped (listed with a warning); runs with a ``DIVERGED``
+Input: run or sweep directories, or one tables directory. Runs of more than one code commit
+(``provenance.json``) are refused unless ``allow_mixed_commits``. Runs without a ``DONE`` marker are skipped (listed with a warning); runs with a ``DIVERGED``
 marker are listed as diverged and left out of the statistics (their later segments do not
 exist, so keeping their early shifts would bias the pooled numbers towards early segments).
 """
@@ -37,7 +40,9 @@ from experiments.analysis.correlations import (
     probe_keys,
     probe_trends,
 )
-from experiments.analysis.load import Run, find_run_dirs, load_run
+from experiments.analysis.load import load_data
+from experiments.analysis.run import Run, runs_of
+from experiments.analysis.rundata import check_commits, is_tables_dir, write_tables
 from experiments.analysis.stats import Correlation, mean_ci
 from experiments.analysis.stats import fmt_number as _f
 
@@ -52,25 +57,33 @@ N_SCATTERS = 4
 
 def write_report(paths: Sequence[str | Path], out: str | Path | None = None, *,
                  spec: AdaptationSpec | None = None, targets: Sequence[str] = DEFAULT_TARGETS,
-                 n_resamples: int = 2000, seed: int = 0) -> Path:
+                 n_resamples: int = 2000, seed: int = 0,
+                 allow_mixed_commits: bool = False) -> Path:
     """Analyse run or sweep directories and write the report; returns the ``report.md`` path.
 
     Args:
-        paths: run directories, sweep directories (``runs/*/``) or directories of runs.
-        out: output directory; default the single path given, or ``./report`` for several.
+        paths: run directories, sweep directories (``runs/*/``) or directories of runs, or
+            one tables directory (a previous report's ``tables/``).
+        out: output directory; default the single path given (for a tables directory: the
+            directory above it, where its report was), or ``./report`` for several.
         spec: adaptation definitions (window, relative/absolute threshold, floor, max_return).
         targets: adaptation metrics (and gaps) correlated with every probe.
         n_resamples: bootstrap resamples per confidence interval.
         seed: seed of the bootstrap generator (the report is reproducible).
+        allow_mixed_commits: build from runs of several code commits (listed in the report).
     """
     paths = [Path(p) for p in paths]
     spec = spec or AdaptationSpec()
-    runs = [load_run(p) for p in find_run_dirs(paths)]
-    if out is None:
+    data = load_data(paths)
+    commits = check_commits(data, allow_mixed_commits=allow_mixed_commits)
+    runs = runs_of(data)
+    if out is None:  # next to the runs, or where the tables' report was
         out = paths[0] if len(paths) == 1 else Path("report")
+        out = out.parent if is_tables_dir(out) else out
     out = Path(out)
     fig_dir = out / "figures"
     fig_dir.mkdir(parents=True, exist_ok=True)
+    write_tables(data, out / "tables")
 
     usable = [r for r in runs if r.status == "done"]
     rows = adaptation_table(usable, spec)
@@ -82,7 +95,7 @@ def write_report(paths: Sequence[str | Path], out: str | Path | None = None, *,
     write_csv([_trend_row(t) for t in trends], out / "probe_trends.csv")
 
     md: list[str] = ["# Plasticity report", ""]
-    md += _what_was_run(paths, runs, usable, rows)
+    md += _what_was_run(paths, runs, usable, rows, commits)
     md += ["## Results", ""]
     md += _returns_section(usable, rows, fig_dir, out)
     md += _adaptation_section(rows, spec)
@@ -132,10 +145,11 @@ def _rel(path: Path, out: Path) -> str:
 
 
 def _what_was_run(paths: Sequence[Path], runs: Sequence[Run], usable: Sequence[Run],
-                  rows: Sequence[dict[str, Any]]) -> list[str]:
+                  rows: Sequence[dict[str, Any]], commits: Sequence[str]) -> list[str]:
     md = ["## What was run", "",
-          f"Input: {', '.join(f'`{p}`' for p in paths)} -- {len(runs)} run directories, "
-          f"{len(usable)} finished and analysed.", ""]
+          f"Input: {', '.join(f'`{p}`' for p in paths)} -- {len(runs)} runs, "
+          f"{len(usable)} finished and analysed. Code commit(s) of the runs: "
+          + ", ".join(f"`{c}`" for c in commits) + ".", ""]
     body = []
     for arm in dict.fromkeys(r.arm for r in runs):
         members = [r for r in runs if r.arm == arm]
@@ -163,10 +177,10 @@ def _what_was_run(paths: Sequence[Path], runs: Sequence[Run], usable: Sequence[R
         md += ["Commands recorded in `config.toml`:", ""]
         md += [f"- {', '.join(names)}: `{cmd}`" for cmd, names in commands.items()]
         md += [""]
-    unfinished = [r for r in runs if r.status == "unfinished"]
+    unfinished = [r for r in runs if r.status == "partial"]
     diverged = [r for r in runs if r.status == "diverged"]
     for r in unfinished:
-        md.append(f"- **Warning**: `{r.name}` has no DONE marker (unfinished); skipped.")
+        md.append(f"- **Warning**: `{r.name}` has no DONE marker (partial); skipped.")
     for r in diverged:
         d = r.diverged or {}
         md.append(f"- **Diverged**: `{r.name}` stopped at step {d.get('step', '?')} "

@@ -135,6 +135,11 @@ def scan_jsonl(path: str | Path) -> JsonlScan:
     if not path.is_file():
         return JsonlScan([])
     text = path.read_text(encoding="utf-8", errors="replace")
+    if text.endswith("\n"):  # no torn line possible: parse the whole file in one call (a
+        try:                 # study's 10^6 episode rows load several times faster)
+            return JsonlScan(json.loads("[" + text[:-1].replace("\n", ",") + "]"))
+        except json.JSONDecodeError:
+            pass  # a blank or bad line: the line-by-line pass below names it
     lines = text.split("\n")
     last = lines.pop()  # "" when the file ends with a newline
     rows = []

@@ -9,12 +9,17 @@ step exists when the checkpoint does. The stops never depend on the probe settin
 probing cannot move where training pauses.
 
 A run directory that holds an unfinished run of the same config is resumed from its
-last checkpoint; rows past the checkpoint are truncated first (see docs/architecture.md).
+newest intact checkpoint; rows past the checkpoint are removed first. A checkpoint holds
+everything training depends on -- the agent with its episode in progress, the envs'
+complete state, the global RNGs -- so the resumed run writes exactly the rows of an
+uninterrupted one, wall-clock fields aside (see docs/architecture.md). The directory is
+locked while the run owns it (``rundir.locked``).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import random
 import sys
 import time
 from collections.abc import Callable
@@ -22,12 +27,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from agents.base import DivergenceError, ShiftPolicy
 from experiments import rundir, streams
 from experiments.checkpoint import load_latest, save_checkpoint
 from experiments.config import RunConfig, agent_class, load_config, save_config, to_dict
+from experiments.divergence import NormRule, parameter_norms
 from experiments.errors import ConfigError, RunDiverged
 from experiments.logging import JsonlWriter, TensorBoardWriter
 from experiments.probing import Prober
@@ -175,6 +182,29 @@ def _make_agent(config: RunConfig, env: Any) -> Any:
     return agent_class(config.agent.algo)(space, actions, settings, mitigations)
 
 
+def _check_snapshot(config: RunConfig, env: Any) -> None:
+    """Refuse, before anything is written, a stream that cannot be checkpointed exactly."""
+    try:
+        streams.snapshot(env)
+    except Exception as exc:  # noqa: BLE001 -- pickling can fail in many ways
+        raise ConfigError(f"env.id = {config.env.id!r} cannot be checkpointed: saving its "
+                          f"state failed ({type(exc).__name__}: {exc}); a user shift or "
+                          "schedule must be picklable (a class defined at module level)") from None
+
+
+def _global_rng() -> dict[str, Any]:
+    # Agents, probes and mitigations draw from their own generators; the global ones are
+    # saved too so that a library drawing from them cannot make a resume inexact.
+    return {"torch": torch.get_rng_state(), "numpy": np.random.get_state(),
+            "random": random.getstate()}
+
+
+def _set_global_rng(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(state["numpy"])
+    random.setstate(state["random"])
+
+
 def _mitigation_specs(config: RunConfig) -> list[Any]:
     m = config.mitigations
     return [{"name": name, **m.options[name]} if name in m.options else name for name in m.names]
@@ -191,8 +221,10 @@ def run(
 
     Raises:
         ConfigError (or another package's ValueError): bad config; nothing is written.
-        RunDiverged: NaN/inf in a loss or parameters; ``DIVERGED`` and a final metrics row
-            record it, every row written before stays.
+        RunDiverged: NaN/inf in a loss or parameters, or a parameter norm beyond
+            ``experiment.divergence_factor`` x its initial norm; ``DIVERGED`` and a final
+            metrics row record it, every row written before stays.
+        RunDirLocked: another live process owns the run directory.
     """
     config = resolve(config)
     rundir.check_out(config.run_dir)
@@ -211,13 +243,14 @@ def _run(config: RunConfig, overwrite: bool,
     env = streams.make_stream(config, stationary=stationary, seed=e.seed)
     # Same schedule seed as the training env, so set_task(k) gives the same task k.
     side_env = streams.make_stream(config, stationary=True, seed=e.seed)
+    _check_snapshot(config, env)
     agent = _make_agent(config, env)
-    schedule = streams.schedule_of(env)
-    switches = schedule.switch_steps(e.steps)
+    switches = streams.schedule_of(env).switch_steps(e.steps)
     vector_size = config.env.num_envs if streams.is_vector(env) else 1
     policy = shift_policy(config)
     tell_agent = policy.is_oracle or any(getattr(m, "oracle", False) for m in agent.mitigations)
     prober = Prober(config.probes, config.probes.metrics, e.seed)
+    norm_rule = NormRule(e.divergence_factor, parameter_norms(agent.networks()))
     interval = _Interval()
     wall_before = 0.0
     resumed_from = None
@@ -234,15 +267,23 @@ def _run(config: RunConfig, overwrite: bool,
         save_config(config, run_dir / rundir.CONFIG)
     else:
         state = loaded.state
+        if "norm_baseline" not in state:
+            raise ConfigError(f"{loaded.path} was written by an older version that did not save "
+                              "the env's state, so the run cannot resume exactly; pass "
+                              "--overwrite to start it again")
         resumed_from = int(state["step"])
         for name in rundir.JSONL_FILES:
             rewound = rundir.rewind_jsonl(run_dir / name, resumed_from)
             if rewound.torn is not None:
                 notes.append(f"{name}: removed a torn last line ({len(rewound.torn)} characters "
                              "cut short by the process that stopped)")
-        agent.load_state_dict(state["agent"])
-        streams.set_state(env, state["env"])
+        env.close()
+        side_env.close()
+        env, side_env = streams.restore(state["env"]), streams.restore(state["side_env"])
+        agent.load_state_dict(state["agent"], env=env)  # continues the episode in progress
+        _set_global_rng(state["global_rng"])
         interval.load(state["interval"])
+        norm_rule.baseline = state["norm_baseline"]
         wall_before = float(state["wall_time"])
         prober.seconds = float(state["probe_time"])
     for note in notes:
@@ -251,6 +292,7 @@ def _run(config: RunConfig, overwrite: bool,
         print(f"plasticity: resuming {run_dir} from step {resumed_from}"
               + (f" ({loaded.path.name})" if loaded.skipped else ""), file=sys.stderr, flush=True)
     rundir.start_segment(run_dir, resumed_from, notes)
+    schedule = streams.schedule_of(env)
 
     writers = {name: JsonlWriter(run_dir / name) for name in rundir.JSONL_FILES}
     tb = None
@@ -275,6 +317,7 @@ def _run(config: RunConfig, overwrite: bool,
             t0, before = time.perf_counter(), step
             try:
                 result = agent.learn(env, stop)
+                ratios = norm_rule.check(result.global_step, agent.networks())
             except DivergenceError as err:
                 _record_divergence(run_dir, writers, tb, err, streams.current_task(env), wall())
                 raise RunDiverged(f"run {str(run_dir)!r} diverged at env step {err.step}: "
@@ -292,6 +335,7 @@ def _run(config: RunConfig, overwrite: bool,
             if stop % e.log_every == 0 or stop == e.steps:
                 row = interval.row(step, streams.current_task(env), wall())
                 row["perf/probe_seconds"] = round(prober.seconds, 3)
+                row.update({f"params/{net}/norm_ratio": r for net, r in ratios.items()})
                 write(rundir.METRICS, row)
                 if tb is not None:
                     tb.scalars({k: v for k, v in row.items() if "/" in k}, step)
@@ -322,7 +366,9 @@ def _run(config: RunConfig, overwrite: bool,
             # final one keeps the trained agent for later analysis.
             if (e.checkpoint_every and stop % e.checkpoint_every == 0) or stop == e.steps:
                 save_checkpoint(run_dir / rundir.CHECKPOINTS, step, {
-                    "step": step, "agent": agent.state_dict(), "env": streams.get_state(env),
+                    "step": step, "agent": agent.state_dict(), "env": streams.snapshot(env),
+                    "side_env": streams.snapshot(side_env), "global_rng": _global_rng(),
+                    "norm_baseline": norm_rule.baseline,
                     "interval": interval.state(), "wall_time": wall(),
                     "probe_time": prober.seconds,
                 })

@@ -1,4 +1,4 @@
-"""The runner's view of an ``envs`` stream: build it, read its schedule, save its state.
+"""The runner's view of an ``envs`` stream: build it, read its schedule, snapshot its state.
 
 DQN trains on one env (``envs.make``); PPO on a vector env (``envs.make_vector``) whose
 sub-envs share the schedule. Both are gymnasium wrapper stacks around an
@@ -8,16 +8,19 @@ depends on how many gymnasium wrappers sit on top.
 
 from __future__ import annotations
 
+import io
+import pickle
 from typing import Any
 
 import gymnasium as gym
+from gymnasium.utils import EzPickle
 
 import envs
 from envs.wrapper import NonStationaryWrapper
 from experiments.config import RunConfig
 
-__all__ = ["make_stream", "stream_wrappers", "schedule_of", "get_state", "set_state", "set_task",
-           "current_task", "is_vector"]
+__all__ = ["make_stream", "stream_wrappers", "schedule_of", "set_task", "current_task",
+           "is_vector", "snapshot", "restore"]
 
 
 def is_vector(env: Any) -> bool:
@@ -64,15 +67,41 @@ def current_task(env: Any) -> int:
     return int(stream_wrappers(env)[0].task_id)
 
 
-def get_state(env: Any) -> list[dict[str, Any]]:
-    return [w.get_state() for w in stream_wrappers(env)]
-
-
-def set_state(env: Any, state: list[dict[str, Any]]) -> None:
-    for wrapper, s in zip(stream_wrappers(env), state, strict=True):
-        wrapper.set_state(s)
-
-
 def set_task(env: Any, k: int) -> None:
     for wrapper in stream_wrappers(env):
         wrapper.set_task(int(k))
+
+
+def _rebuild(cls: type, state: dict[str, Any]) -> Any:
+    obj = cls.__new__(cls)
+    obj.__dict__.update(state)
+    return obj
+
+
+class _StatePickler(pickle.Pickler):
+    """Pickles envs by their state. Gymnasium's ``EzPickle`` envs (MuJoCo) pickle as their
+    constructor arguments, i.e. re-made fresh; here they keep their ``__dict__`` (simulator
+    data, RNG, counters) like every other object."""
+
+    def reducer_override(self, obj: Any) -> Any:
+        if isinstance(obj, EzPickle) and isinstance(obj, gym.Env):
+            return _rebuild, (type(obj), obj.__dict__)
+        return NotImplemented
+
+
+def snapshot(env: Any) -> bytes:
+    """The complete state of a stream: the simulator, every wrapper's counters (time limit,
+    task, schedule), the env RNGs and a vector env's autoreset flags, so :func:`restore`
+    continues exactly where ``env`` stands, mid-episode included. Needs a single env or a
+    synchronous vector env (an async one lives in other processes)."""
+    if is_vector(env) and not isinstance(env, gym.vector.SyncVectorEnv):
+        raise TypeError(f"{type(env).__name__} cannot be checkpointed exactly: its sub-envs "
+                        "live in worker processes; use a synchronous vector env (mode='sync')")
+    buffer = io.BytesIO()
+    _StatePickler(buffer, protocol=pickle.HIGHEST_PROTOCOL).dump(env)
+    return buffer.getvalue()
+
+
+def restore(data: bytes) -> Any:
+    """The env saved by :func:`snapshot`, in the state it had then."""
+    return pickle.loads(data)  # noqa: S301 -- our own checkpoint

@@ -1,7 +1,8 @@
 """The study-level results document (``docs/results.md``) from the sweeps of ``experiments/studies/``.
 
-:func:`write_study_report` reads one sweep directory per stream (S1, S2, S3, ...), computes
-every number from the run directories with :mod:`experiments.analysis` (adaptation table,
+:func:`write_study_report` reads one sweep directory per stream (S1, S2, S3, ...), or the
+tables a previous report wrote next to itself (``OUT/tables/<study>/``), computes every
+number from their :class:`~experiments.analysis.RunData` (adaptation table,
 warm - fresh gaps, probe trends, within-arm correlations) and writes a markdown document with
 the "what was run" opening and five sections, each answering one question of the study:
 
@@ -16,34 +17,37 @@ two arms resamples each arm's seeds independently. Rank correlations and their C
 :func:`experiments.analysis.correlation_table` (Spearman and partial Spearman with the task
 index partialled out, Benjamini-Hochberg over every test of a stream).
 
-Adaptation thresholds (``STREAM_SPECS``): MiniGrid streams reach a task at a trailing mean
-return of 0.8 (maximum 1.0); CartPole streams at 195 (the classic "solved" level; max 500).
+Adaptation thresholds: :data:`experiments.analysis.adaptation.STREAM_SPECS` (MiniGrid
+streams reach a task at a trailing mean return of 0.8, CartPole streams at 195).
+
+The document depends on the tables only (no run directory, no state of the machine writing
+it): a report rebuilt from ``OUT/tables/`` is byte for byte the one built from the sweeps.
 """
 
 from __future__ import annotations
 
+import json
 import math
-import platform
 import shutil
-import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from experiments.analysis import figures
-from experiments.analysis.adaptation import AdaptationSpec, adaptation_table, write_csv
+from experiments.analysis.adaptation import AdaptationSpec, adaptation_table, spec_for, write_csv
 from experiments.analysis.correlations import correlation_table, probe_trends
-from experiments.analysis.load import Run, find_run_dirs, load_run
+from experiments.analysis.load import load_data
+from experiments.analysis.run import Run, runs_of
+from experiments.analysis.rundata import RunData, check_commits, commits, write_tables
 from experiments.analysis.stats import Correlation, boot_diff, boot_mean, spearman_ci
 from experiments.analysis.stats import fmt_number as _f
 from experiments.errors import ConfigError
-from experiments.tomlio import dumps_toml, load_toml
+from experiments.tomlio import dumps_toml
 
-__all__ = ["write_study_report", "study_report_command", "STREAM_SPECS", "SECTIONS"]
+__all__ = ["write_study_report", "study_report_command", "SECTIONS"]
 
 #: Section titles, in order (the tests check them).
 SECTIONS = (
@@ -53,11 +57,6 @@ SECTIONS = (
     "## 3. Does collapse predict slower adaptation?",
     "## 4. Do mitigations preserve plasticity and the spectrum?",
     "## 5. What this says about the claim",
-)
-#: env-id substring -> adaptation definition (first match wins; relative mode otherwise).
-STREAM_SPECS: tuple[tuple[str, AdaptationSpec], ...] = (
-    ("MiniGrid", AdaptationSpec(window=10, threshold=0.8, max_return=1.0)),
-    ("CartPole", AdaptationSpec(window=10, threshold=195.0, max_return=500.0)),
 )
 #: Probe metrics reported in sections 2-4: (name pattern, label). ``{last}`` = the last
 #: hidden layer of the network (the features the head reads).
@@ -92,7 +91,9 @@ class Stream:
     """One study (one sweep directory): its runs, adaptation rows and the derived tables."""
 
     name: str
-    directory: Path
+    directory: Path            # the sweep directory the runs were read from (or made in)
+    source: str                # the sweep file's text (SWEEP_DIR/sweep.toml)
+    data: RunData
     runs: list[Run]
     usable: list[Run]
     spec: AdaptationSpec
@@ -101,6 +102,8 @@ class Stream:
     cells: list[dict[str, Any]]
     note: dict[str, Any]
     trends: list[dict[str, Any]]
+    tables: Path = Path("tables")  # where its Parquet tables and CSVs are written
+
 
     @property
     def arms(self) -> list[str]:
@@ -115,14 +118,6 @@ class Stream:
 
     def label(self) -> str:
         return f"{self.name}"
-
-
-def spec_for(env_id: str | None) -> AdaptationSpec:
-    """The adaptation definition of a stream (``STREAM_SPECS``; relative mode otherwise)."""
-    for pattern, spec in STREAM_SPECS:
-        if env_id and pattern in env_id:
-            return spec
-    return AdaptationSpec()
 
 
 def _train_columns(run: Run, shift_step: int) -> dict[str, float]:
@@ -168,13 +163,17 @@ def _reported_probes(rows: Sequence[dict[str, Any]]) -> list[str]:
     return out
 
 
-def load_stream(directory: Path, *, n_resamples: int, seed: int) -> Stream:
-    """Load one sweep directory and compute its tables."""
-    runs = [load_run(p) for p in find_run_dirs([directory])]
+def load_stream(directory: Path, *, n_resamples: int, seed: int,
+                allow_mixed_commits: bool = False) -> Stream:
+    """Load one sweep directory (or the tables written from one) and compute its tables."""
+    data = load_data([directory])
+    check_commits(data, allow_mixed_commits=allow_mixed_commits)
+    runs = runs_of(data)
     usable = [r for r in runs if r.status == "done"]
-    name = directory.name
-    if (directory / "sweep.toml").is_file():
-        name = str(load_toml(directory / "sweep.toml").get("name", name))
+    sweep_dir, name, source = Path(data.root), Path(data.root).name, ""
+    if len(data.sweeps) == 1:
+        sweep = data.sweeps.iloc[0]
+        sweep_dir, name, source = sweep_dir / sweep["sweep_id"], sweep["name"], sweep["source"]
     env_ids = list(dict.fromkeys(r.env_id for r in usable))
     spec = spec_for(env_ids[0] if env_ids else None)
     rows = adaptation_table(usable, spec)
@@ -184,7 +183,8 @@ def load_stream(directory: Path, *, n_resamples: int, seed: int) -> Stream:
     probes = _reported_probes(rows)
     cells, note = correlation_table(rows, probes, TARGETS, n_resamples=n_resamples, seed=seed)
     trends = probe_trends(rows, probes, n_resamples=n_resamples, seed=seed)
-    return Stream(name, directory, runs, usable, spec, rows, probes, cells, note, trends)
+    return Stream(name, sweep_dir, source, data, runs, usable, spec, rows, probes, cells, note,
+                  trends)
 
 
 # ============================================================================ statistics
@@ -264,34 +264,33 @@ def _label(key: str) -> str:
 
 
 # ============================================================================ sections
-def _versions() -> list[str]:
-    names = ("torch", "gymnasium", "minigrid", "numpy", "scipy")
-    parts = [f"python {platform.python_version()}"]
-    for name in names:
-        try:
-            parts.append(f"{name} {metadata.version(name)}")
-        except metadata.PackageNotFoundError:
-            parts.append(f"{name} (not installed)")
-    return parts
+def _provenance(streams: Sequence[Stream]) -> str:
+    """The code commits and package versions the runs recorded (``provenance.json``)."""
+    found: dict[str, int] = {}
+    versions: dict[str, int] = {}
+    for s in streams:
+        for commit, run_ids in commits(s.data).items():
+            found[commit] = found.get(commit, 0) + len(run_ids)
+        for text in s.data.runs["provenance"].dropna():
+            recorded = json.loads(text).get("versions") or {}
+            line = ", ".join(f"{k} {v}" for k, v in recorded.items()) or "not recorded"
+            versions[line] = versions.get(line, 0) + 1
+    commit_text = "; ".join(f"`{c}` ({n} runs)" for c, n in found.items())
+    version_text = "; ".join(f"{v} ({n} runs)" for v, n in versions.items()) or "not recorded"
+    return f"Runs made by code commit {commit_text}; software versions: {version_text}."
 
 
-def _git_commit() -> str:
-    try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                             text=True, timeout=10, cwd=Path(__file__).resolve().parent)
-        return out.stdout.strip() or "unknown"
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-
-
-def _study_file(s: Stream) -> str:
-    """The study file that made the sweep: ``experiments/studies/<name>.toml`` when it is
-    the same text as the sweep's copy, else the copy (``SWEEP_DIR/sweep.toml``)."""
-    copy = s.directory / "sweep.toml"
+def _study_file(s: Stream, out_md: Path) -> str:
+    """The study file that made the sweep: ``experiments/studies/<name>.toml``, or a
+    ``sweep.toml`` next to the report, when it is the same text as the sweep's copy; else
+    the copy (``SWEEP_DIR/sweep.toml``)."""
     source = STUDIES_DIR / f"{s.name}.toml"
-    if source.is_file() and copy.is_file() and source.read_text() == copy.read_text():
-        return _path(source)
-    return _path(copy)
+    if source.is_file() and source.read_text(encoding="utf-8") == s.source:
+        return f"experiments/studies/{source.name}"  # as typed from the repository root
+    beside = out_md.parent / "sweep.toml"
+    if beside.is_file() and beside.read_text(encoding="utf-8") == s.source:
+        return _path(beside)
+    return _path(s.directory / "sweep.toml")
 
 
 def _oracle_knobs(run: Run) -> str:
@@ -304,11 +303,10 @@ def _what_was_run(streams: Sequence[Stream], out_md: Path, command: str) -> list
     md = [SECTIONS[0], "",
           "Regenerate this document and its figures with:", "", "```"]
     for s in streams:
-        md.append(f"plasticity sweep {_study_file(s)} --out {_path(s.directory)} --workers 2 --no-report")
+        md.append(f"plasticity sweep {_study_file(s, out_md)} --out {_path(s.directory)} --workers 2 --no-report")
     md += [command, "```", "",
            "(the sweep files are `experiments/studies/<name>.toml`; each sweep directory keeps "
-           "a copy as `sweep.toml`). Software that wrote this report: "
-           + ", ".join(_versions()) + f"; code at git commit `{_git_commit()}`.", ""]
+           "a copy as `sweep.toml`). " + _provenance(streams), ""]
     body = []
     for s in streams:
         walls = [r.wall_time for r in s.usable if r.wall_time is not None]
@@ -560,12 +558,12 @@ def _section_predict(s: Stream, fig_dir: Path, out_md: Path, summary: dict[str, 
     if not ranking:
         md += ["No within-arm partial correlation is defined (each needs >= 5 shifts with a "
                "varying probe and target); see the reasons in "
-               f"`{_path(s.directory / 'study_correlations.csv')}`.", ""]
+               f"`{_path(s.tables / 'study_correlations.csv')}`.", ""]
         summary["n_within"] = 0
         return md
     md += ["**Which probe predicts best** (top 15 by the median over arms of |partial rho|; "
            "every cell in "
-           f"`{_path(s.directory / 'study_correlations.csv')}`):", ""]
+           f"`{_path(s.tables / 'study_correlations.csv')}`):", ""]
     md += _table(["probe", "column", "target", "arms", "median abs partial rho",
                   "arms with partial CI excluding 0", "arms with BH p < 0.05"], body)
     # value vs policy
@@ -860,17 +858,6 @@ def _section_claim(streams: Sequence[Stream], summaries: dict[str, dict[str, Any
     return md
 
 
-def _portable_config(source: Path) -> str:
-    """A run's resolved config with its output directory relative to the working directory
-    (the repository root, where the study commands run) instead of this machine's absolute
-    path, so that ``plasticity run`` on the copy writes where the sweep wrote."""
-    config = load_toml(source)
-    out = config.get("experiment", {}).get("out")
-    if isinstance(out, str) and Path(out).is_absolute():
-        config["experiment"]["out"] = _path(Path(out))
-    return dumps_toml(config)
-
-
 def _appendix(streams: Sequence[Stream], out_md: Path) -> list[str]:
     """The cited runs; each run's resolved config is copied next to the report
     (``configs/<study>/<run>.toml``), so a citation resolves without the run directories."""
@@ -884,12 +871,9 @@ def _appendix(streams: Sequence[Stream], out_md: Path) -> list[str]:
         md += [f"**{s.name}** (`{_path(s.directory)}`):", ""]
         body = []
         for r in s.runs:
-            source = r.path / "config.toml"
-            cited = "-"
-            if source.is_file():
-                copy = copies / f"{r.path.name}.toml"
-                copy.write_text(_portable_config(source), encoding="utf-8")
-                cited = f"[`{_path(source)}`]({_rel(copy, out_md)})"
+            copy = copies / f"{r.path.name}.toml"
+            copy.write_text(dumps_toml(r.config), encoding="utf-8")  # out: portable (load_runs)
+            cited = f"[`{_path(r.path / 'config.toml')}`]({_rel(copy, out_md)})"
             body.append([r.arm, r.seed, r.status, cited,
                          _f(r.wall_time) if r.wall_time is not None else "-"])
         md += _table(["arm", "seed", "status", "config", "wall s"], body)
@@ -899,15 +883,22 @@ def _appendix(streams: Sequence[Stream], out_md: Path) -> list[str]:
 # ============================================================================ entry points
 def write_study_report(sweep_dirs: Sequence[str | Path], out_md: str | Path,
                        figures_dir: str | Path, *, n_resamples: int = 2000, seed: int = 0,
-                       command: str | None = None) -> Path:
+                       command: str | None = None, allow_mixed_commits: bool = False) -> Path:
     """Write the study's results document (see the module docstring); returns ``out_md``.
 
+    Next to it, ``tables/<study>/`` gets each study's tables (Parquet,
+    :func:`~experiments.analysis.write_tables`) and CSVs of its adaptation rows and
+    correlation cells; ``configs/<study>/`` the runs' resolved configs.
+
     Args:
-        sweep_dirs: one sweep directory per study (stream), e.g. ``runs/studies/s1_...``.
+        sweep_dirs: one sweep directory per study (stream), e.g. ``runs/studies/s1_...``, or
+            the tables directory a previous report wrote for it (``docs/tables/s1_...``).
         out_md: the markdown file to write (e.g. ``docs/results.md``).
         figures_dir: where the PNG figures go (e.g. ``docs/figures``); linked relatively.
         n_resamples: bootstrap resamples per interval; seed: the bootstrap generator's seed.
-        command: the report command shown under "What was run" (default: the CLI line).
+        command: the report command shown under "What was run" (default: the CLI lines that
+            rebuild it from the sweeps and from the tables).
+        allow_mixed_commits: build from runs of several code commits (listed in the report).
     """
     dirs = [Path(d) for d in sweep_dirs]
     if not dirs:
@@ -915,10 +906,16 @@ def write_study_report(sweep_dirs: Sequence[str | Path], out_md: str | Path,
     out_md, fig_dir = Path(out_md), Path(figures_dir)
     out_md.parent.mkdir(parents=True, exist_ok=True)
     fig_dir.mkdir(parents=True, exist_ok=True)
-    streams = [load_stream(d, n_resamples=n_resamples, seed=seed) for d in dirs]
+    streams = [load_stream(d, n_resamples=n_resamples, seed=seed,
+                           allow_mixed_commits=allow_mixed_commits) for d in dirs]
+    for s in streams:
+        s.tables = out_md.parent / "tables" / s.name
     if command is None:
-        command = ("plasticity report --study " + " ".join(_path(d) for d in dirs)
-                   + f" --out {_path(out_md.parent)}")
+        out = f" --out {_path(out_md.parent)}"
+        command = ("plasticity report --study " + " ".join(_path(s.directory) for s in streams)
+                   + out + "\n# or from the tables next to this document alone:\n"
+                   + "plasticity report --study " + " ".join(_path(s.tables) for s in streams)
+                   + out)
     summaries: dict[str, dict[str, Any]] = {s.name: {} for s in streams}
     md = ["# Results: spectral collapse and loss of plasticity in RL", "",
           "Generated by `experiments/study_report.py` from the run directories below; do not "
@@ -942,18 +939,23 @@ def write_study_report(sweep_dirs: Sequence[str | Path], out_md: str | Path,
     md += _section_claim(streams, summaries)
     md += _appendix(streams, out_md)
     for s in streams:
-        write_csv(s.rows, s.directory / "study_adaptation.csv")
-        write_csv(s.cells, s.directory / "study_correlations.csv")
+        write_tables(s.data, s.tables)
+        write_csv(s.rows, s.tables / "study_adaptation.csv")
+        write_csv(s.cells, s.tables / "study_correlations.csv")
     out_md.write_text("\n".join(md) + "\n", encoding="utf-8")
     return out_md
 
 
-def study_report_command(paths: Sequence[str | Path], out: str | Path | None = None) -> Path:
-    """``plasticity report --study SWEEP_DIR... [--out DIR]``: ``DIR/results.md`` and
-    ``DIR/figures/`` (default ``DIR`` = ``docs``)."""
+def study_report_command(paths: Sequence[str | Path], out: str | Path | None = None, *,
+                         allow_mixed_commits: bool = False) -> Path:
+    """``plasticity report --study DIR... [--out OUT]``: ``OUT/results.md``, ``OUT/figures/``
+    and ``OUT/tables/<study>/`` (default ``OUT`` = ``docs``). Each DIR is a study's sweep
+    directory or its tables directory (``docs/tables/<study>``)."""
     out_dir = Path(out) if out is not None else Path("docs")
     for p in paths:
         if not Path(p).is_dir():
             raise ConfigError(f"report --study: {str(p)!r} is not a directory; give one sweep "
-                              "directory per study (e.g. runs/studies/s1_ppo_minigrid_hidden_goal)")
-    return write_study_report(list(paths), out_dir / "results.md", out_dir / "figures")
+                              "directory per study (e.g. runs/studies/s1_ppo_minigrid_hidden_goal) "
+                              "or its tables directory (e.g. docs/tables/s1_ppo_minigrid_hidden_goal)")
+    return write_study_report(list(paths), out_dir / "results.md", out_dir / "figures",
+                              allow_mixed_commits=allow_mixed_commits)

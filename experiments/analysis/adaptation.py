@@ -54,12 +54,17 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
-from experiments.analysis.load import Run, load_runs
+from experiments.analysis.run import Run, runs_of
+from experiments.analysis.rundata import RunData, canonical
 from experiments.errors import ConfigError
 
 __all__ = [
     "AdaptationSpec",
+    "STREAM_SPECS",
+    "spec_for",
+    "adaptation_frame",
     "ADAPTATION_METRICS",
     "GAP_METRICS",
     "segment_of_episodes",
@@ -75,7 +80,7 @@ __all__ = [
 ADAPTATION_METRICS = ("pre_level", "drop", "steps_to_threshold", "auc", "mean_return",
                       "final_return")
 GAP_METRICS = ("drop", "steps_to_threshold", "auc", "mean_return", "final_return")
-_PROBE_META = {"step", "task_id", "phase", "network", "time", "wall_time"}
+_PROBE_META = {"step", "task_id", "phase", "network", "data", "time", "wall_time"}
 
 
 @dataclass(frozen=True)
@@ -215,6 +220,38 @@ def shift_metrics(run: Run, spec: AdaptationSpec | None = None) -> list[dict[str
     return rows
 
 
+#: env-id substring -> adaptation definition (first match wins; relative mode otherwise):
+#: MiniGrid streams reach a task at a trailing mean return of 0.8 (maximum 1.0), CartPole
+#: streams at 195 (the classic "solved" level; maximum 500).
+STREAM_SPECS: tuple[tuple[str, AdaptationSpec], ...] = (
+    ("MiniGrid", AdaptationSpec(window=10, threshold=0.8, max_return=1.0)),
+    ("CartPole", AdaptationSpec(window=10, threshold=195.0, max_return=500.0)),
+)
+
+
+def spec_for(env_id: str | None) -> AdaptationSpec:
+    """The adaptation definition of a stream (:data:`STREAM_SPECS`; relative mode otherwise)."""
+    for pattern, spec in STREAM_SPECS:
+        if env_id and pattern in env_id:
+            return spec
+    return AdaptationSpec()
+
+
+def adaptation_frame(data: RunData, spec: AdaptationSpec | None = None) -> pd.DataFrame:
+    """The ``adaptation`` table: one row per run x shift, the columns of :func:`shift_metrics`
+    (``shift_index`` = segment, ``step`` = the shift step, ``task_id`` = the new task) under
+    ``spec``, or :func:`spec_for` each run's env id when ``spec`` is None."""
+    rows = []
+    for run in runs_of(data, logs=False):
+        for row in shift_metrics(run, spec or spec_for(run.env_id)):
+            row = dict(row)
+            out = {"run_id": run.run_id, "shift_index": row.pop("segment"),
+                   "task_id": row["to_task"], "step": row.pop("shift_step")}
+            out.update(row)
+            rows.append(out)
+    return canonical("adaptation", pd.DataFrame(rows))
+
+
 def segment_returns(run: Run, spec: AdaptationSpec | None = None) -> dict[int, float]:
     """Mean return of every segment, segment 0 included (for per-task bar charts)."""
     seg = segment_of_episodes(run)
@@ -284,20 +321,16 @@ def _gap(metric: str, cont: dict[str, Any], ref: dict[str, Any]) -> tuple[float,
     return math.nan, False
 
 
-def adaptation_table(runs: Iterable[Run | str | Path],
+def adaptation_table(runs: Iterable[Run],
                      spec: AdaptationSpec | None = None) -> list[dict[str, Any]]:
     """One row per run x shift: identity columns, the metrics of :func:`shift_metrics`, the
     warm - fresh gaps (``gap_<metric>``, ``gap_steps_censored``, ``gap_steps_lower_bound``,
     ``fresh_run``; NaN/None without a matching fresh run) and the joined probe columns.
 
-    ``runs`` may be :class:`Run` objects or paths (run or sweep directories). Every run passed
-    is tabulated, whatever its status (``status`` column); the report drops unfinished and
-    diverged runs before the statistics.
+    Every run passed is tabulated, whatever its status (``status`` column); the report drops
+    partial and diverged runs before the statistics.
     """
     runs = list(runs)
-    if any(not isinstance(r, Run) for r in runs):
-        paths = [r for r in runs if not isinstance(r, Run)]
-        runs = [r for r in runs if isinstance(r, Run)] + load_runs(paths)
     spec = spec or AdaptationSpec()
     per_run = {run.name: shift_metrics(run, spec) for run in runs}
     fresh_of = match_fresh(runs)

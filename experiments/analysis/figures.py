@@ -20,7 +20,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
-from experiments.analysis.load import Run  # noqa: E402
+from experiments.analysis.run import Run  # noqa: E402
 from experiments.analysis.stats import Correlation, mean_ci  # noqa: E402
 
 __all__ = ["return_curves", "segment_bars", "probe_trajectories", "probe_scatter"]

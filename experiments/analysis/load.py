@@ -1,163 +1,58 @@
-"""Read run directories (and sweep directories) into plain Python structures.
+"""Read run directories (and sweep directories) into a :class:`RunData`.
 
 The input is the run-directory schema of ``docs/architecture.md``::
 
-    RUN_DIR/config.toml  metrics.jsonl  episodes.jsonl  probes.jsonl  shifts.jsonl  DONE  DIVERGED
+    RUN_DIR/config.toml  metrics.jsonl  episodes.jsonl  probes.jsonl  shifts.jsonl
+            provenance.json  DONE  DIVERGED
     SWEEP_DIR/sweep.toml  runs/<run_name>/
 
-Nothing here computes a statistic: a :class:`Run` holds the parsed files, with the episode
-log as numpy arrays, so that :mod:`experiments.analysis.adaptation` can slice it.
+``run_id`` is the run directory relative to the common root of the inputs (a run
+directory given on its own counts as its parent), so one sweep gives ``runs/<name>`` and
+several sweeps ``<sweep dir>/runs/<name>``. Nothing here computes a statistic except the
+per-shift adaptation table, which :func:`load_runs` adds with
+:func:`experiments.analysis.adaptation.adaptation_frame`.
 
 Config keys read (with fall-backs, so that older or hand-written configs still load):
 
-* ``[experiment]``: ``name``, ``arm`` (default: ``reference``, then the directory name),
-  ``seed`` (default: ``[agent] seed``), ``reference`` (default ``"continual"``),
-  ``steps``, ``command``.
+* ``[experiment]``: ``arm`` (default: ``reference``, then the directory name), ``seed``
+  (default: ``[agent] seed``), ``reference`` (default ``"continual"``), ``steps``,
+  ``command``.
 * env id: ``[env] id`` (or ``env_id``, ``name``); period: ``[env] period``, ``[schedule]
   period`` or ``[env.schedule] period``.
 * agent algorithm: ``[agent] algo`` (or ``algorithm``, ``name``, ``type``).
 * mitigations: ``[mitigations] names`` with ``[mitigations.options.<name>]`` (the runner's
   layout), or any table / list under ``[mitigations]`` or ``[agent] mitigations``.
+
+The ``config`` column is the resolved config, except that an absolute ``[experiment] out``
+inside the working directory is made relative to it (as ``RunData.root`` is).
+
+File names, markers and JSONL reading are :mod:`experiments.rundir`'s: a torn last line is
+refused in a finished (DONE/DIVERGED) run and warned about in an unfinished one.
 """
 
 from __future__ import annotations
 
-import math
+import json
+import os
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from experiments import rundir
+from experiments.analysis.adaptation import AdaptationSpec, adaptation_frame
+from experiments.analysis.run import Run, runs_of
+from experiments.analysis.rundata import RunData, canonical, is_tables_dir, read_tables
 from experiments.errors import ConfigError
 from experiments.rundir import read_jsonl, read_marker
 from experiments.tomlio import load_toml
 
-__all__ = ["Run", "load_run", "load_runs", "find_run_dirs", "read_jsonl", "is_run_dir"]
+__all__ = ["load_runs", "load_data", "load_run", "find_run_dirs", "is_run_dir",
+           "describe_mitigations", "REFERENCES"]
 
 REFERENCES = ("continual", "fresh", "stationary")
-
-
-@dataclass
-class Run:
-    """One run directory, parsed.
-
-    Attributes:
-        path: the run directory.
-        config: the resolved ``config.toml`` as nested dicts.
-        episodes: ``{"step", "task_id", "return", "length"}`` -> 1-D arrays, one entry per
-            finished episode, sorted by step (``step`` = global env step at episode end).
-        shifts: rows of ``shifts.jsonl`` sorted by step.
-        probes: rows of ``probes.jsonl``.
-        metrics: rows of ``metrics.jsonl``.
-        done: the parsed ``DONE`` marker, or ``None`` if the run did not finish.
-        diverged: the parsed ``DIVERGED`` marker, or ``None``.
-        episodes_from_metrics: True when ``episodes.jsonl`` was missing and the episode log
-            was rebuilt from ``metrics.jsonl`` (one pseudo-episode per logging row).
-    """
-
-    path: Path
-    config: dict[str, Any]
-    episodes: dict[str, np.ndarray]
-    shifts: list[dict[str, Any]]
-    probes: list[dict[str, Any]]
-    metrics: list[dict[str, Any]] = field(default_factory=list)
-    done: dict[str, Any] | None = None
-    diverged: dict[str, Any] | None = None
-    episodes_from_metrics: bool = False
-
-    @property
-    def name(self) -> str:
-        return self.path.name
-
-    @property
-    def experiment(self) -> dict[str, Any]:
-        return dict(self.config.get("experiment", {}))
-
-    @property
-    def arm(self) -> str:
-        """``[experiment] arm``; empty or missing means the reference (as the runner does)."""
-        exp = self.experiment
-        return str(exp.get("arm") or exp.get("reference") or self.path.name)
-
-    @property
-    def seed(self) -> int | None:
-        seed = self.experiment.get("seed", self.config.get("agent", {}).get("seed"))
-        return None if seed is None else int(seed)
-
-    @property
-    def reference(self) -> str:
-        return str(self.experiment.get("reference", "continual"))
-
-    @property
-    def env_id(self) -> str | None:
-        env = self.config.get("env", {})
-        value = _first(env, ("id", "env_id", "name"))
-        return None if value is None else str(value)
-
-    @property
-    def algo(self) -> str | None:
-        agent = self.config.get("agent", {})
-        value = _first(agent, ("algo", "algorithm", "name", "type"))
-        return None if value is None else str(value)
-
-    @property
-    def period(self) -> int | None:
-        env = self.config.get("env", {})
-        for table in (env, self.config.get("schedule", {}), env.get("schedule", {})):
-            if isinstance(table, Mapping) and table.get("period") is not None:
-                return int(table["period"])
-        return None
-
-    @property
-    def steps(self) -> int | None:
-        """Total env steps: the ``DONE`` marker's, else ``[experiment] steps``."""
-        for source in (self.done or {}, self.experiment):
-            if source.get("steps") is not None:
-                return int(source["steps"])
-        return None
-
-    @property
-    def command(self) -> str | None:
-        cmd = self.experiment.get("command")
-        if isinstance(cmd, (list, tuple)):
-            return " ".join(map(str, cmd))
-        return None if cmd is None else str(cmd)
-
-    @property
-    def wall_time(self) -> float | None:
-        """Wall seconds from the ``DONE`` marker (keys ``wall_time``, ``wall_s``, ...)."""
-        done = self.done or {}
-        value = _first(done, ("wall_time", "wall_s", "wall_time_s", "wall", "time", "seconds"))
-        return None if value is None else float(value)
-
-    @property
-    def mitigations(self) -> str:
-        """A one-line description of the mitigations ("none" if there are none)."""
-        mit = self.config.get("mitigations")
-        if mit is None:
-            mit = self.config.get("agent", {}).get("mitigations")
-        return describe_mitigations(mit)
-
-    @property
-    def status(self) -> str:
-        if self.diverged is not None:
-            return "diverged"
-        if self.done is not None:
-            return "done"
-        return "unfinished"
-
-    @property
-    def end_step(self) -> int:
-        """Last env step covered by the run (for the end of the final segment)."""
-        candidates = [self.steps or 0]
-        if self.diverged and self.diverged.get("step") is not None:
-            candidates = [int(self.diverged["step"])]
-        if len(self.episodes["step"]):
-            candidates.append(int(self.episodes["step"][-1]))
-        return max(candidates)
 
 
 def describe_mitigations(mit: Any) -> str:
@@ -195,20 +90,6 @@ def _first(table: Mapping[str, Any], keys: Iterable[str]) -> Any:
     return None
 
 
-def _episode_arrays(rows: list[dict[str, Any]]) -> dict[str, np.ndarray]:
-    rows = sorted(rows, key=lambda r: r["step"])
-    return {
-        "step": np.array([int(r["step"]) for r in rows], dtype=np.int64),
-        "task_id": np.array([int(r.get("task_id", -1)) for r in rows], dtype=np.int64),
-        "return": np.array([_float(r.get("return")) for r in rows], dtype=np.float64),
-        "length": np.array([int(r.get("length") or 1) for r in rows], dtype=np.int64),
-    }
-
-
-def _float(value: Any) -> float:
-    return math.nan if value is None else float(value)
-
-
 def is_run_dir(path: Path) -> bool:
     """A run directory has a ``config.toml`` next to a JSONL log."""
     return (path / rundir.CONFIG).is_file() and any(
@@ -237,29 +118,117 @@ def find_run_dirs(paths: Iterable[str | Path]) -> list[Path]:
                               "(runs/<name>/)")
         found.extend(children)
     unique: list[Path] = []
+    seen: set[Path] = set()
     for p in found:
-        if p.resolve() not in {u.resolve() for u in unique}:
+        if p.resolve() not in seen:
+            seen.add(p.resolve())
             unique.append(p)
     return unique
 
 
-def load_run(path: str | Path) -> Run:
-    """Parse one run directory (see the module docstring for the keys read).
+def _portable(path: Path) -> str:
+    """``path`` relative to the working directory when inside it, else absolute (POSIX)."""
+    path = path.resolve()
+    try:
+        return path.relative_to(Path.cwd().resolve()).as_posix() or "."
+    except ValueError:
+        return path.as_posix()
 
-    ``episodes.jsonl`` is the episode log; when it is missing, each ``metrics.jsonl`` row with
-    a non-null ``episodic_return`` becomes one pseudo-episode (return = that mean, length 1)
-    and ``Run.episodes_from_metrics`` is set, which the report flags.
-    """
-    path = Path(path)
-    if not (path / rundir.CONFIG).is_file():
-        raise ConfigError(f"{str(path)!r} is not a run directory (no config.toml)")
-    config = load_toml(path / rundir.CONFIG)
-    reference = str(config.get("experiment", {}).get("reference", "continual"))
+
+def _root(paths: Iterable[Path]) -> Path:
+    """The common root of the inputs, a run directory given on its own counting as its parent."""
+    starts = [(p.resolve().parent if is_run_dir(p) else p.resolve()) for p in paths]
+    return Path(os.path.commonpath([str(s) for s in starts]))
+
+
+def _sweep_dir(run_dir: Path) -> Path | None:
+    """The sweep directory of ``SWEEP_DIR/runs/<name>/``, when it has its ``sweep.toml``."""
+    parent = run_dir.resolve().parent
+    if parent.name == rundir.SWEEP_RUNS and (parent.parent / rundir.SWEEP_FILE).is_file():
+        return parent.parent
+    return None
+
+
+def _identity(config: dict[str, Any], path: Path, status: str, done: dict[str, Any] | None,
+              diverged: dict[str, Any] | None, last_episode: int | None) -> dict[str, Any]:
+    """The ``runs`` columns read from the config and the markers (fall-backs: module doc)."""
+    exp = config.get("experiment", {})
+    env = config.get("env", {})
+    agent = config.get("agent", {})
+    reference = str(exp.get("reference", "continual"))
     if reference not in REFERENCES:
         raise ConfigError(f"{path}/config.toml: [experiment] reference = {reference!r}; "
                           f"valid choices: {', '.join(REFERENCES)}")
+    seed = exp.get("seed", agent.get("seed"))
+    period = None
+    for table in (env, config.get("schedule", {}), env.get("schedule", {})):
+        if isinstance(table, Mapping) and table.get("period") is not None:
+            period = int(table["period"])
+            break
+    steps = next((int(s["steps"]) for s in (done or {}, exp) if s.get("steps") is not None),
+                 None)
+    end = [steps or 0]
+    if diverged and diverged.get("step") is not None:
+        end = [int(diverged["step"])]
+    if last_episode is not None:
+        end.append(last_episode)
+    command = exp.get("command")
+    if isinstance(command, (list, tuple)):
+        command = " ".join(map(str, command))
+    wall = _first(done or {}, ("wall_time", "wall_s", "wall_time_s", "wall", "time", "seconds"))
+    mitigations = config.get("mitigations")
+    if mitigations is None:
+        mitigations = agent.get("mitigations")
+    env_id = _first(env, ("id", "env_id", "name"))
+    algo = _first(agent, ("algo", "algorithm", "name", "type"))
+    return {
+        "arm": str(exp.get("arm") or exp.get("reference") or path.name),
+        "seed": None if seed is None else int(seed),
+        "reference": reference,
+        "algo": None if algo is None else str(algo),
+        "env_id": None if env_id is None else str(env_id),
+        "period": period,
+        "steps": steps,
+        "end_step": max(end),
+        "status": status,
+        "mitigations": describe_mitigations(mitigations),
+        "command": None if command is None else str(command),
+        "wall_time": None if wall is None else float(wall),
+    }
+
+
+def _episodes(run_id: str, rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Episode columns sorted by step (stable); one list comprehension per column, since a
+    study has about 10^6 episode rows."""
+    step = np.array([r["step"] for r in rows], dtype=np.int64)
+    order = np.argsort(step, kind="stable")
+    columns = {
+        "step": step,
+        "task_id": np.array([r.get("task_id", -1) for r in rows], dtype=np.int64),
+        "return": np.array([r.get("return") for r in rows], dtype=np.float64),  # None -> NaN
+        "length": np.array([r.get("length") or 1 for r in rows], dtype=np.int64),
+    }
+    return {"run_id": np.full(len(rows), run_id, dtype=object)} | {
+        k: v[order] for k, v in columns.items()}
+
+
+def _dumps(value: Any) -> str | None:
+    return None if value is None else json.dumps(value, default=str)
+
+
+def _read_run(path: Path, run_id: str, sweep_id: str | None) -> dict[str, Any]:
+    """Every table's rows of one run directory."""
+    if not (path / rundir.CONFIG).is_file():
+        raise ConfigError(f"{str(path)!r} is not a run directory (no config.toml)")
+    config = load_toml(path / rundir.CONFIG)
+    out = config.get("experiment", {}).get("out")
+    if isinstance(out, str) and Path(out).is_absolute():
+        # as the root: relative to the working directory when inside it, so tables built in
+        # a checkout carry no machine's absolute path
+        config["experiment"]["out"] = _portable(Path(out))
+    status = rundir.run_status(path)
     # A finished run cannot end in a torn line (refuse); an unfinished one may (warn).
-    torn = "raise" if rundir.run_status(path) in ("done", "diverged") else "warn"
+    torn = "raise" if status in ("done", "diverged") else "warn"
     metrics = read_jsonl(path / rundir.METRICS, torn=torn)
     episode_rows = read_jsonl(path / rundir.EPISODES, torn=torn)
     from_metrics = False
@@ -270,20 +239,101 @@ def load_run(path: str | Path) -> Run:
              "return": r["episodic_return"], "length": 1}
             for r in metrics if r.get("episodic_return") is not None
         ]
+    episodes = _episodes(run_id, episode_rows)
+    done, diverged = read_marker(path / rundir.DONE), read_marker(path / rundir.DIVERGED)
+    provenance = rundir.read_provenance(path)
+    last = int(episodes["step"][-1]) if len(episodes["step"]) else None
+    run = {"run_id": run_id, "sweep_id": sweep_id}
+    run.update(_identity(config, path, status, done, diverged, last))
+    run.update({
+        "git_commit": (provenance or {}).get("git_commit"),
+        "git_dirty": (provenance or {}).get("git_dirty"),
+        "episodes_from_metrics": from_metrics,
+        "done": _dumps(done), "diverged": _dumps(diverged), "provenance": _dumps(provenance),
+        "config": _dumps(config),
+    })
     shifts = sorted(read_jsonl(path / rundir.SHIFTS, torn=torn), key=lambda r: r["step"])
-    return Run(
-        path=path,
-        config=config,
-        episodes=_episode_arrays(episode_rows),
-        shifts=shifts,
-        probes=read_jsonl(path / rundir.PROBES, torn=torn),
-        metrics=metrics,
-        done=read_marker(path / rundir.DONE),
-        diverged=read_marker(path / rundir.DIVERGED),
-        episodes_from_metrics=from_metrics,
+    return {
+        "run": run,
+        "episodes": episodes,
+        "metrics": [{"run_id": run_id, **r} for r in metrics],
+        "probes": [{"run_id": run_id, "data": "on_policy", **r}
+                   for r in read_jsonl(path / rundir.PROBES, torn=torn)],
+        "shifts": [{"run_id": run_id, "shift_index": k, "step": int(s["step"]),
+                    "from_task": s.get("from_task"), "to_task": s.get("to_task"),
+                    "oracle": bool((s.get("at_shift") or {}).get("oracle", False)),
+                    "params": _dumps(s.get("params") or {}),
+                    "at_shift": _dumps(s.get("at_shift") or {})}
+                   for k, s in enumerate(shifts, start=1)],
+    }
+
+
+def load_runs(paths: Iterable[str | Path], spec: AdaptationSpec | None = None) -> RunData:
+    """Every run directory that :func:`find_run_dirs` finds in ``paths``, as tidy tables.
+
+    Args:
+        paths: run directories, sweep directories (``runs/*/``) or directories of runs.
+        spec: the adaptation definition of the ``adaptation`` table; default
+            :func:`~experiments.analysis.adaptation.spec_for` each run's env id.
+
+    Example (a notebook)::
+
+        from experiments.analysis import load_runs
+        data = load_runs(["runs/studies/s2_dqn_minigrid_hidden_goal"])
+        data.adaptation.merge(data.runs[["run_id", "arm", "seed"]]) \\
+            .groupby("arm")["auc"].mean()
+    """
+    paths = [Path(p) for p in paths]
+    run_dirs = find_run_dirs(paths)
+    root = _root(paths)
+    parts = []
+    sweeps: dict[str, dict[str, Any]] = {}
+    for run_dir in run_dirs:
+        run_id = run_dir.resolve().relative_to(root).as_posix()
+        sweep = _sweep_dir(run_dir)
+        sweep_id = None
+        if sweep is not None and sweep.is_relative_to(root):
+            sweep_id = sweep.relative_to(root).as_posix() or "."
+            if sweep_id not in sweeps:
+                source = (sweep / rundir.SWEEP_FILE).read_text(encoding="utf-8")
+                name = load_toml(sweep / rundir.SWEEP_FILE).get("name", sweep.name)
+                sweeps[sweep_id] = {"sweep_id": sweep_id, "name": str(name), "source": source}
+        parts.append(_read_run(run_dir, run_id, sweep_id))
+    episodes = [p["episodes"] for p in parts]
+    data = RunData(
+        runs=canonical("runs", pd.DataFrame([p["run"] for p in parts])),
+        sweeps=canonical("sweeps", pd.DataFrame(list(sweeps.values()))),
+        episodes=canonical("episodes", pd.DataFrame(
+            {k: np.concatenate([e[k] for e in episodes]) if episodes else []
+             for k in ("run_id", "step", "task_id", "return", "length")})),
+        metrics=canonical("metrics", pd.DataFrame([r for p in parts for r in p["metrics"]])),
+        probes=canonical("probes", pd.DataFrame([r for p in parts for r in p["probes"]])),
+        shifts=canonical("shifts", pd.DataFrame([r for p in parts for r in p["shifts"]])),
+        adaptation=canonical("adaptation", pd.DataFrame()),
+        root=_portable(root),
     )
+    data.adaptation = adaptation_frame(data, spec)
+    return data
 
 
-def load_runs(paths: Iterable[str | Path]) -> list[Run]:
-    """:func:`load_run` on every run directory that :func:`find_run_dirs` finds."""
-    return [load_run(p) for p in find_run_dirs(paths)]
+def load_run(path: str | Path) -> Run:
+    """The :class:`~experiments.analysis.run.Run` view of one run directory."""
+    path = Path(path)
+    if not (path / rundir.CONFIG).is_file():
+        raise ConfigError(f"{str(path)!r} is not a run directory (no config.toml)")
+    (run,) = runs_of(load_runs([path]))
+    return run
+
+
+def load_data(paths: Iterable[str | Path], spec: AdaptationSpec | None = None) -> RunData:
+    """The RunData of ``paths``: one tables directory (:func:`read_tables`), or run and sweep
+    directories (:func:`load_runs`)."""
+    paths = [Path(p) for p in paths]
+    tables = [p for p in paths if is_tables_dir(p)]
+    if not tables:
+        return load_runs(paths, spec)
+    if len(paths) > 1:
+        raise ConfigError(f"{', '.join(repr(str(p)) for p in tables)}: a tables directory is "
+                          "read on its own; give either one tables directory or run and sweep "
+                          "directories")
+    return read_tables(tables[0])

@@ -39,11 +39,13 @@ def write_run(path: str | Path, *, arm: str, seed: int, episodes: Sequence[Mappi
               mitigations: Mapping[str, Any] | None = None,
               probes: Sequence[Mapping[str, Any]] = (), done: bool = True,
               diverged: Mapping[str, Any] | None = None, command: str | None = None,
-              wall_time: float = 1.5, log_every: int = 500) -> Path:
+              wall_time: float = 1.5, log_every: int = 500,
+              provenance: Mapping[str, Any] | None = None) -> Path:
     """Write ``config.toml`` (``mitigations`` maps name -> options, written as the runner's
     ``[mitigations] names`` / ``[mitigations.options.<name>]``), ``episodes.jsonl``, ``metrics.jsonl``, ``shifts.jsonl``,
-    ``probes.jsonl`` and the ``DONE`` (and optionally ``DIVERGED``) marker for one run with
-    switches at ``period, 2 * period, ...`` (``n_segments - 1`` shifts)."""
+    ``probes.jsonl``, the ``DONE`` (and optionally ``DIVERGED``) marker and optionally
+    ``provenance.json`` for one run with switches at ``period, 2 * period, ...``
+    (``n_segments - 1`` shifts)."""
     path = Path(path)
     path.mkdir(parents=True, exist_ok=True)
     steps = period * n_segments
@@ -75,6 +77,8 @@ def write_run(path: str | Path, *, arm: str, seed: int, episodes: Sequence[Mappi
         (path / "DONE").write_text(json.dumps({"steps": steps, "wall_time": wall_time}))
     if diverged is not None:
         (path / "DIVERGED").write_text(json.dumps(dict(diverged)))
+    if provenance is not None:
+        (path / "provenance.json").write_text(json.dumps(dict(provenance)))
     return path
 
 

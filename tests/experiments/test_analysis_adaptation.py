@@ -14,6 +14,7 @@ from experiments.analysis import (
     load_run,
     load_runs,
     match_fresh,
+    runs_of,
     segment_of_episodes,
     shift_metrics,
     write_csv,
@@ -98,7 +99,7 @@ def test_warm_minus_fresh_gap_matches_hand_values(tmp_path):
     _run(tmp_path, "cont", [0, 5, 12, 25])
     _run(tmp_path, "fresh", [0, 2, 2, 2], arm="fresh", reference="fresh")
     _run(tmp_path, "fresh-other-seed", [0, 0, 0, 0], arm="fresh", reference="fresh", seed=1)
-    runs = load_runs([tmp_path])
+    runs = runs_of(load_runs([tmp_path]))
     assert {k: v.name for k, v in match_fresh(runs).items()} == {"cont": "fresh"}
     rows = {r["segment"]: r for r in adaptation_table(runs, ABS) if r["run"] == "cont"}
     # fresh: steps (2 + 8) x 100 = 1000; mean return 18/20 = 0.9; drop 1 - 0.8 = 0.2.
@@ -121,7 +122,7 @@ def test_warm_minus_fresh_gap_matches_hand_values(tmp_path):
 def test_gap_is_undefined_when_the_fresh_reference_is_censored(tmp_path):
     _run(tmp_path, "cont", [0, 5])
     _run(tmp_path, "fresh", [0, 20], arm="fresh", reference="fresh")
-    (row,) = [r for r in adaptation_table([tmp_path], ABS) if r["run"] == "cont"]
+    (row,) = [r for r in adaptation_table(runs_of(load_runs([tmp_path])), ABS) if r["run"] == "cont"]
     assert math.isnan(row["gap_steps_to_threshold"]) and not row["gap_steps_censored"]
 
 
@@ -137,7 +138,7 @@ def test_probes_are_joined_by_phase_step_and_task(tmp_path):
         {"step": 4096, "task_id": 2, "phase": "init", "network": "q", "erank": 8.0},
     ]
     _run(tmp_path, "r", [0, 0, 0], probes=probes)
-    rows = adaptation_table([tmp_path / "r"], ABS)
+    rows = adaptation_table([load_run(tmp_path / "r")], ABS)
     assert rows[0]["pre/q/erank"] == 5.0 and rows[0]["pre/q/dormant"] == 0.25
     assert rows[0]["init/q/erank"] == 6.0 and rows[0]["init/q/dormant"] == 0.5
     assert rows[1]["pre/q/erank"] == 7.0 and rows[1]["init/q/erank"] == 8.0
@@ -147,7 +148,7 @@ def test_probes_are_joined_by_phase_step_and_task(tmp_path):
 
 def test_censored_recovery_is_an_empty_cell_in_the_csv(tmp_path):
     _run(tmp_path, "r", [0, 25])
-    path = write_csv(adaptation_table([tmp_path / "r"], ABS), tmp_path / "a.csv")
+    path = write_csv(adaptation_table([load_run(tmp_path / "r")], ABS), tmp_path / "a.csv")
     header, line = path.read_text().splitlines()
     row = dict(zip(header.split(","), line.split(","), strict=True))
     assert row["censored"] == "True" and row["steps_to_threshold"] == ""
@@ -167,7 +168,7 @@ def test_loading_sweeps_markers_and_torn_lines(tmp_path):
     with pytest.raises(TornLineError, match="episodes.jsonl: the last line is torn"):
         load_runs([sweep])  # a finished run's damaged file is refused, not silently cut
     episodes.write_text(complete)
-    a, b = load_runs([sweep])
+    a, b = runs_of(load_runs([sweep]))
     assert (a.name, a.status, a.seed, a.arm, a.reference) == ("a", "done", 0, "x", "continual")
     assert len(a.episodes["step"]) == 40 and a.steps == 4000 and a.period == PERIOD
     assert a.command == "plasticity run a.toml" and a.wall_time == 1.5

@@ -14,11 +14,13 @@ from experiments.analysis import (
     AdaptationSpec,
     adaptation_table,
     correlation_table,
+    load_runs,
     mean_ci,
     multiple_comparisons,
     partial_spearman_ci,
     probe_trends,
     rank_value,
+    runs_of,
     spearman_ci,
 )
 from experiments.analysis.stats import _partial_batch, _spearman_batch
@@ -39,7 +41,7 @@ def _sweep(tmp_path, recover_by_seed, probe_fn, *, arm="plain", period=2400):
         write_run(tmp_path / "runs" / f"{arm}-{seed}", arm=arm, seed=seed,
                   episodes=step_episodes(period, recover, episode_length=EP), period=period,
                   n_segments=len(recover), probes=probes)
-    return adaptation_table([tmp_path], ABS)
+    return adaptation_table(runs_of(load_runs([tmp_path])), ABS)
 
 
 def _cell(cells, group, probe, target):

@@ -68,14 +68,14 @@ def test_report_opens_with_what_was_run(sweep):
                                     "## Caveats")] == sorted(
         text.index(s) for s in ("## What was run", "## Results", "## Methods", "## Caveats"))
     head = _section(text, "## What was run")
-    assert "11 run directories, 9 finished and analysed" in head
+    assert "11 runs, 9 finished and analysed" in head
     (l2_line,) = [line for line in head.splitlines() if line.startswith("| l2 |")]
     for expected in ("continual", "`l2-s0`, `l2-s1`, `l2-s2`", "| 0, 1, 2 |",
                      "plasticity/Synthetic-v0", "| dqn |", f"| {N_SEG * PERIOD} |",
                      f"| {PERIOD} |", "l2(coef=0.001)", "4.5 s total (3 runs)"):
         assert expected in l2_line
     assert "plasticity run --arm l2 --seed 0" in head
-    assert "`plain-unfinished` has no DONE marker (unfinished); skipped" in head
+    assert "`plain-unfinished` has no DONE marker (partial); skipped" in head
     assert "`plain-diverged` stopped at step 3000 (td_loss = nan)" in head
     assert "Fresh reference found for 6 of 6 continual runs" in head
 

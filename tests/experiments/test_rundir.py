@@ -273,3 +273,28 @@ def test_overwrite_removes_the_old_report(dqn_config):
     experiments.run(config, overwrite=True)
     assert not (run_dir / "report.md").exists() and not (run_dir / "figures").exists()
     assert not (run_dir / "adaptation.csv").exists() and (run_dir / rundir.DONE).exists()
+
+
+def test_sweep_overwrite_removes_the_old_sweep_report_and_sweep_out_naming_a_file_is_refused(
+        tmp_path, capsys):
+    from experiments.sweep import build_sweep, run_sweep
+
+    base = apply_overrides(DQN_RUN, {"experiment.steps": 200, "experiment.checkpoint_every": 0})
+    sweep = build_sweep({"base": base}, name="s", out=tmp_path / "s")
+    sweep.directory.mkdir()
+    (sweep.directory / "report.md").write_text("describes runs that will be gone\n")
+    (sweep.directory / "figures").mkdir()
+    result = run_sweep(sweep, progress="off", overwrite=True)
+    assert not result.failed
+    assert not (sweep.directory / "report.md").exists()
+    assert not (sweep.directory / "figures").exists()
+
+    existing = tmp_path / "file.txt"
+    existing.write_text("mine\n")
+    sweep_file = tmp_path / "sweep.toml"
+    sweep_file.write_text(dumps_toml({"base": base}))
+    capsys.readouterr()
+    assert main(["sweep", str(sweep_file), "--out", str(existing)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "is an existing file" in err
+    assert existing.read_text() == "mine\n"

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from experiments.analysis import read_tables
 from experiments.analysis.stats import boot_diff, boot_mean
 from experiments.analysis.synthetic import step_episodes, write_run
 from experiments.errors import ConfigError
@@ -153,9 +154,18 @@ def test_smoke_study_report_has_every_section_and_figure(smoke):
             out = copy["experiment"].pop("out")
             assert Path(source["experiment"].pop("out")).resolve() == Path(out).resolve()
             assert copy == source
-        assert (sweep.directory / "study_correlations.csv").is_file()
-    for name in ("torch", "gymnasium", "minigrid", "numpy", "scipy", "python"):
-        assert name in _section(text, SECTIONS[0])
+        # the tables (and CSVs) next to the report
+        tables = report.parent / "tables" / sweep.name
+        assert (tables / "study_correlations.csv").is_file()
+        assert len(read_tables(tables).runs) == len(sweep.runs)
+    # provenance: the versions the runs recorded (provenance.json), never the report writer's
+    recorded = [json.loads(p.read_text()) for _, s, _ in sweeps for r in s.runs
+                if (p := r.run_dir / "provenance.json").is_file()]
+    head = _section(text, SECTIONS[0])
+    if recorded:
+        assert all(f"{k} {v}" in head for k, v in recorded[0]["versions"].items())
+    else:
+        assert "software versions: not recorded" in head
     links = re.findall(r"!\[[^\]]*\]\(([^)]+)\)", text)
     assert len(links) >= 3 * len(sweeps)
     for link in links:
@@ -165,6 +175,16 @@ def test_smoke_study_report_has_every_section_and_figure(smoke):
     spectrum = _section(text, SECTIONS[2])
     for net in ("policy network", "value network", "q network"):
         assert f"**{net}**" in spectrum
+
+
+def test_smoke_study_report_from_its_tables_alone_is_byte_identical(smoke):
+    """Rebuilt from the tables it wrote (no run directory read), the document is the same
+    byte for byte (rebuilt in place: its text names where it and its tables are)."""
+    sweeps, report = smoke
+    before = report.read_bytes()
+    tables = [report.parent / "tables" / s.name for _, s, _ in sweeps]
+    rebuilt = write_study_report(tables, report, report.parent / "figures", n_resamples=200)
+    assert rebuilt == report and rebuilt.read_bytes() == before
 
 
 def test_study_report_command_rejects_a_missing_directory(tmp_path):
