@@ -17,6 +17,7 @@ import experiments
 from experiments import rundir
 from experiments.checkpoint import checkpoint_steps
 from experiments.config import apply_overrides, from_dict
+from experiments.errors import ConfigError
 from experiments.tomlio import dumps_toml
 from tests.experiments.conftest import DQN_RUN, PPO_RUN
 
@@ -91,3 +92,33 @@ def test_sigkill_at_a_random_step_then_resume_gives_the_uninterrupted_rows(algo,
     assert rundir.read_provenance(run_dir)["segments"][-1]["resumed_from"] == checkpoint
     if algo == "dqn":
         assert list(run_dir.glob("events.out.tfevents.*"))
+
+
+def test_an_env_that_cannot_be_snapshotted_is_refused_before_anything_is_written(
+        dqn_config, monkeypatch):
+    from experiments import streams
+
+    make = streams.make_stream
+
+    def unpicklable(config, **kwargs):
+        env = make(config, **kwargs)
+        env.unwrapped.hook = lambda: None  # a lambda does not pickle
+        return env
+
+    monkeypatch.setattr(streams, "make_stream", unpicklable)
+    config = dqn_config()
+    with pytest.raises(ConfigError, match="cannot be checkpointed: saving its state failed"):
+        experiments.run(config)
+    assert not config.run_dir.exists()
+
+
+def test_an_async_vector_env_is_refused_clearly():
+    import envs
+    from experiments import streams
+
+    vec = envs.make_vector("plasticity/CartPoleDynamics-v0", 2, mode="async")
+    try:
+        with pytest.raises(TypeError, match="AsyncVectorEnv cannot be checkpointed exactly"):
+            streams.snapshot(vec)
+    finally:
+        vec.close()
