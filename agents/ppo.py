@@ -350,7 +350,7 @@ class PPOMember:
         def output_loss(z: Tensor) -> Tensor:
             return -self.policy.log_prob_entropy(z, batch["actions"])[0].mean()
 
-        return (lambda: common.train_forward(self.actor, batch["obs"])), output_loss
+        return (lambda: self.actor(batch["obs"])), output_loss
 
     def _value_ggn(self, batch: Batch) -> tuple[Any, Any]:
         """Gauss-Newton matrix of the unclipped value loss ``vf_coef · ½ (V − returns)²``."""
@@ -358,7 +358,7 @@ class PPOMember:
         def output_loss(z: Tensor) -> Tensor:
             return self.config.vf_coef * 0.5 * (z.squeeze(-1) - batch["returns"]).square().mean()
 
-        return (lambda: common.train_forward(self.critic, batch["obs"])), output_loss
+        return (lambda: self.critic(batch["obs"])), output_loss
 
     def _probe_batch(self, n: int, generator: torch.Generator | None = None) -> Batch:
         """Up to ``n`` distinct samples of the last rollout, drawn with ``generator``."""

@@ -6,8 +6,10 @@ from __future__ import annotations
 import gymnasium as gym
 import numpy as np
 import pytest
+import torch
 
 import experiments
+import spectral
 from agents.dqn import DQN, DQNConfig
 from agents.ppo import PPO, PPOConfig
 from experiments.errors import ConfigError
@@ -54,3 +56,15 @@ def test_actor_critic_rows_and_gauss_newton_density(ppo_config):
     for phase in ("pre", "init"):
         top = {p["network"]: p["hessian/top_1"] for p in probes if p["phase"] == phase}
         assert top["actor_critic"] == pytest.approx(max(top["policy"], top["value"]), rel=0.05)
+
+
+def test_dqn_gauss_newton_form_is_of_the_td_loss():
+    env = gym.make("CartPole-v1")
+    agent = DQN(env.observation_space, env.action_space, DQNConfig(buffer_size=200, widths=(16,)))
+    batch = agent.collect(env, 64, seed=0)
+    (target,) = agent.probe_targets()
+    output_fn, output_loss = target.ggn(batch)
+    # The same loss as a function of Q(s, ·), so G = Jᵀ H_L J is the TD loss's Gauss-Newton.
+    assert output_loss(output_fn()).item() == pytest.approx(target.loss(batch).item(), rel=1e-6)
+    dense = spectral.GGNOperator(output_fn, target.module, output_loss).to_dense()
+    assert torch.linalg.eigvalsh(dense)[0] > -1e-6 * torch.linalg.eigvalsh(dense)[-1]  # PSD
