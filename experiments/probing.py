@@ -51,8 +51,8 @@ from experiments.config import PROBE_PHASES, ProbeConfig
 __all__ = ["Prober", "PHASES", "PROBE_GROUPS", "is_slq_metric", "list_probe_groups"]
 
 PHASES = PROBE_PHASES
-#: The expensive spectral metric groups (SLQ density, Hutch++ trace), thinned at shifts.
-SLQ_METRICS = ("hessian_density", "hessian_trace")
+#: The expensive spectral metric groups (SLQ densities, Hutch++ trace), thinned at shifts.
+SLQ_METRICS = ("hessian_density", "ggn_density", "hessian_trace")
 #: Probe groups run here rather than by ``spectral.probe`` (they need the fixed data).
 PROBE_GROUPS = {
     "trainability": "fixed-data fit of random/exact targets, network copy vs fresh: final "
@@ -152,22 +152,27 @@ class Prober:
                 shared = agent.collect(side_env, self.config.init_rollout_steps, seed)
             gain = "one_step_gain" in metrics
             for target in agent.probe_targets() if spectral_metrics else ():
+                if target.name not in self.config.networks:
+                    continue
                 if shared is not None:  # one side rollout: probe on one half, evaluate on the other
                     batch, held_out = _split(shared) if gain else (shared, None)
                 else:
                     batch = target.sample_batch(self.config.batch_size, gen)
                     held_out = target.sample_batch(self.config.batch_size, gen) if gain else None
                 batch = _head(batch, self.config.batch_size)
+                # A target without a Gauss-Newton form (actor_critic) skips that group.
+                wanted = [m for m in spectral_metrics if m != "ggn_density" or target.ggn is not None]
                 values = spectral.probe(
                     target.module,
                     lambda target=target, batch=batch: target.loss(batch),
                     layers=target.layers,
                     inputs=target.inputs(batch),
-                    metrics=spectral_metrics,
+                    metrics=wanted,
                     generator=gen,
                     config=self.settings,
                     eval_loss_fn=None if held_out is None else (
                         lambda target=target, b=held_out: target.loss(b)),
+                    ggn=None if target.ggn is None else target.ggn(batch),
                 )
                 rows.append({**head, "network": target.name, "data": "on_policy", **values})
             if self.fixed_env is not None and phase in self.config.fixed_phases:
@@ -204,12 +209,14 @@ class Prober:
                     gen: torch.Generator) -> list[dict[str, Any]]:
         task_id = head["task_id"]
         data, subset = self._fixed_data(task_id)
-        spectral_metrics = [m for m in metrics if m not in PROBE_GROUPS and m != "one_step_gain"]
+        # No held-out fixed batch (one_step_gain) and no Gauss-Newton form of the fixed losses.
+        spectral_metrics = [m for m in metrics
+                            if m not in PROBE_GROUPS and m not in ("one_step_gain", "ggn_density")]
         trainability = "trainability" in metrics
         exact = self._exact_targets(task_id, getattr(agent.config, "gamma", None)) if trainability else None
         rows = []
         for target in agent.probe_targets():
-            if target.fixed_loss is None:
+            if target.fixed_loss is None or target.name not in self.config.networks:
                 continue
             batch = {**subset, "obs": target.observe(subset["obs"]),
                      "next_obs": target.observe(subset["next_obs"])}
