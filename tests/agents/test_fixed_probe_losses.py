@@ -91,7 +91,7 @@ def test_dqn_fixed_loss_is_the_td_loss_with_one_step_discounts():
 
 def test_ppo_fixed_value_loss_is_semi_gradient_td0():
     agent = PPO(OBS, spaces.Discrete(2), PPOConfig(widths=(8,), num_envs=1, num_steps=4, gamma=0.9))
-    policy_target, value_target = agent.probe_targets()
+    policy_target, value_target = agent.probe_targets()[:2]
     batch = transitions()
     with torch.no_grad():
         v, v_next = agent.critic(batch["obs"]).squeeze(-1), agent.critic(batch["next_obs"]).squeeze(-1)
@@ -112,7 +112,7 @@ def test_ppo_observe_applies_the_normaliser_without_updating_it():
     rms = agent.obs_normalizer.rms
     rms.mean[:] = 1.0
     count = float(rms.count)
-    (target, _) = agent.probe_targets()
+    target = agent.probe_targets()[0]
     x = torch.randn(4, 3)
     out = target.observe(x)
     assert not torch.allclose(out, x) and float(rms.count) == count
@@ -120,7 +120,7 @@ def test_ppo_observe_applies_the_normaliser_without_updating_it():
 
 def test_fresh_module_is_a_new_draw_of_the_same_architecture():
     agent = PPO(OBS, spaces.Discrete(2), PPOConfig(widths=(8, 8), num_envs=1, num_steps=4))
-    policy_target, _ = agent.probe_targets()
+    policy_target = agent.probe_targets()[0]
     before = [p.detach().clone() for p in agent.actor.parameters()]
     a = policy_target.fresh_module(torch.Generator().manual_seed(11))
     b = policy_target.fresh_module(torch.Generator().manual_seed(11))
