@@ -47,7 +47,8 @@ class ProbeTarget:
     """One network of an agent, as a probe sees it.
 
     Attributes:
-        name: "q" (DQN), "policy" or "value" (PPO).
+        name: "q" (DQN), "policy", "value" or "actor_critic" (PPO; the full PPO loss
+            over both networks as one parameter vector).
         module: the network (an ``nn.Module``) whose parameters the probe differentiates.
         layers: named hidden layers whose *outputs* are the post-activation features
             (e.g. ``{"hidden.0": act0, "hidden.1": act1}``); forward hooks read them.
@@ -59,6 +60,10 @@ class ProbeTarget:
             given generator so that probing never consumes the agent's RNG.
         inputs: ``inputs(batch) -> Tensor`` -- the network input for a batch (used to
             capture features with a forward pass).
+        ggn: ``ggn(batch) -> (output_fn, output_loss)`` for the Gauss-Newton matrix
+            ``Jᵀ H_L J`` of the loss (``spectral.GGNOperator``): the network output on the
+            batch and the loss as a convex function of it. ``None`` where the loss is not
+            such a function of one output (``actor_critic``).
     """
 
     name: str
@@ -67,6 +72,7 @@ class ProbeTarget:
     loss: Callable[[Batch], Tensor]
     sample_batch: Callable[[int, torch.Generator | None], Batch]
     inputs: Callable[[Batch], Tensor]
+    ggn: Callable[[Batch], tuple[Callable[[], Tensor], Callable[[Tensor], Tensor]]] | None = None
 
 
 class Mitigation:

@@ -223,16 +223,20 @@ class DQNMember:
         Through the modules (``self.q(...)``), so the hooks of a probe see the features."""
         actions = batch["actions"].long().unsqueeze(-1)
         q_taken = self.q(batch["obs"]).gather(-1, actions).squeeze(-1)
-        with torch.no_grad():
-            k = self.index
-            next_q = self.agent._target.member_inference(k, batch["next_obs"])
-            if self.config.double_dqn:
-                best = self.agent._q.member_inference(k, batch["next_obs"]).argmax(-1, keepdim=True)
-                bootstrap = next_q.gather(-1, best).squeeze(-1)
-            else:
-                bootstrap = next_q.max(-1).values
-            target = batch["rewards"] + batch["discounts"] * bootstrap
+        target = self._member_td_target(batch)
         return TD_LOSSES[self.config.loss][0](q_taken, target), q_taken.detach().mean()
+
+    @torch.no_grad()
+    def _member_td_target(self, batch: Batch) -> Tensor:
+        """``rewards + discounts * Q_target(next_obs, a*)`` of this member (fixed, no grad)."""
+        k = self.index
+        next_q = self.agent._target.member_inference(k, batch["next_obs"])
+        if self.config.double_dqn:
+            best = self.agent._q.member_inference(k, batch["next_obs"]).argmax(-1, keepdim=True)
+            bootstrap = next_q.gather(-1, best).squeeze(-1)
+        else:
+            bootstrap = next_q.max(-1).values
+        return batch["rewards"] + batch["discounts"] * bootstrap
 
     # ----------------------------------------------------------------- probes and rollouts
 
@@ -245,8 +249,20 @@ class DQNMember:
                 loss=lambda batch: self.td_loss(batch)[0],
                 sample_batch=self._probe_batch,
                 inputs=lambda batch: batch["obs"],
+                ggn=self._td_ggn,
             )
         ]
+
+    def _td_ggn(self, batch: Batch) -> tuple[Any, Any]:
+        """Gauss-Newton matrix of the TD loss in ``Q(s, ·)``: the target is fixed, so the loss
+        is convex in the output (Huber: no curvature where ``|Q(s, a) − target| > 1``)."""
+        target = self._member_td_target(batch)
+        actions = batch["actions"].long().unsqueeze(-1)
+
+        def output_loss(z: Tensor) -> Tensor:
+            return TD_LOSSES[self.config.loss][0](z.gather(-1, actions).squeeze(-1), target)
+
+        return (lambda: self.q(batch["obs"])), output_loss
 
     def _probe_batch(self, n: int, generator: torch.Generator | None = None) -> Batch:
         """Up to ``n`` distinct replay transitions, drawn with ``generator`` (not the agent's RNG)."""

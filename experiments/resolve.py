@@ -15,7 +15,8 @@ from agents.base import AgentError, ShiftPolicy
 from experiments.config import RunConfig, agent_class
 from experiments.errors import ConfigError
 
-__all__ = ["resolve", "rollout_size", "probe_metric_names", "DEFAULT_PROBE_METRICS"]
+__all__ = ["resolve", "rollout_size", "probe_metric_names", "DEFAULT_PROBE_METRICS",
+           "PROBE_NETWORKS", "DEFAULT_PROBE_NETWORKS"]
 
 
 def _choices(values) -> str:
@@ -31,6 +32,10 @@ DEFAULT_PROBE_METRICS = ("hessian_top", "hessian_density", "hessian_trace", "fea
 DEFAULT_PROBE_SETTINGS = {"slq_iters": 50, "slq_probes": 1, "trace_samples": 30}
 #: spectral metric groups the runner cannot feed (it has no stored initial parameters).
 UNSUPPORTED_METRICS = ("distance_from_init",)
+#: The probe targets each agent offers (``agent.probe_targets()`` names; tested to agree).
+PROBE_NETWORKS = {"dqn": ("q",), "ppo": ("policy", "value", "actor_critic")}
+#: The ones probed unless ``probes.networks`` says otherwise: one row per trained network.
+DEFAULT_PROBE_NETWORKS = {"dqn": ("q",), "ppo": ("policy", "value")}
 
 
 def probe_metric_names() -> list[str]:
@@ -84,6 +89,14 @@ def resolve(config: RunConfig) -> RunConfig:
         if name not in valid:
             raise ConfigError(f"probes.metrics has unknown metric {name!r}; valid choices: "
                               f"{_choices(valid)}")
+
+    algo = config.agent.algo
+    if not probes.networks:
+        probes.networks = list(DEFAULT_PROBE_NETWORKS[algo])
+    for name in probes.networks:
+        if name not in PROBE_NETWORKS[algo]:
+            raise ConfigError(f"probes.networks has {name!r}, which agent {algo!r} does not "
+                              f"offer; valid choices: {_choices(PROBE_NETWORKS[algo])}")
 
     settings = dict(DEFAULT_PROBE_SETTINGS) | dict(probes.settings)
     valid_settings = [f.name for f in dataclasses.fields(spectral.ProbeConfig) if f.name != "dtype"]
