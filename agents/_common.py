@@ -1,8 +1,7 @@
-"""Pieces both agents share: config checks, the hooked optimiser step, RNG state, metrics.
+"""Pieces both agents share: config checks, Adam, mitigation bookkeeping, RNG state, metrics.
 
-The optimiser step is the one place where mitigation hooks meet the training loop, so
-DQN and PPO call the same function and a mitigation sees the same order of events in
-both: ``backward -> gradient clipping -> before_optimizer_step -> optimizer.step ->
+DQN and PPO give a mitigation the same order of events at every optimiser step:
+``backward -> gradient clipping (per member) -> before_optimizer_step -> optimizer.step ->
 after_step``. Mitigation gradient terms (coupled L2, L2-init) are therefore added *after*
 clipping: clipping bounds the loss gradient, the regulariser is applied as written.
 """
@@ -10,21 +9,17 @@ clipping: clipping bounds the loss gradient, the regulariser is applied as writt
 from __future__ import annotations
 
 import math
-import weakref
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from gymnasium import spaces
-from torch import Tensor, nn
-from torch.nn.modules import module as torch_module
-from torch.nn.utils import clip_grads_with_norm_
+from torch import nn
 
 from agents.base import AgentError, DivergenceError, Mitigation, check_choice
-from agents.networks import ACTIVATIONS, INITS, MLP
+from agents.networks import ACTIVATIONS, INITS
 
 # ---------------------------------------------------------------------------- config checks
 
@@ -69,185 +64,6 @@ def observation_spec(space: spaces.Space) -> tuple[tuple[int, ...], np.dtype, in
     return tuple(space.shape), space.dtype, int(np.prod(space.shape, dtype=np.int64))
 
 
-# ------------------------------------------------------------------------------- networks
-
-
-def act_forward(mlp: MLP, x: Tensor) -> Tensor:
-    """``mlp(x)`` without ``nn.Module.__call__`` and attribute lookups, via a cached plan.
-
-    Used for acting and for the target network, where per-module call overhead is most of
-    the cost on small networks. Forward hooks (probes, mitigations) therefore see only the
-    training forward passes (loss computations), never acting. The plan holds the
-    parameter tensors themselves, which every update, reset and ``load_state_dict`` changes
-    in place, so it never goes stale.
-    """
-    x = x.flatten(1)
-    for weight, bias, norm, act in _plan(mlp):
-        x = F.linear(x, weight, bias)
-        if norm is not None:
-            x = norm(x)
-        if act is not None:
-            x = act(x)
-    return x
-
-
-# Plans are cached per network object, outside it, so copies of a network (deepcopy for a
-# target network, pickling) never carry a plan that points at the original's storage.
-_PLANS: weakref.WeakKeyDictionary[MLP, list] = weakref.WeakKeyDictionary()
-_MODULES: weakref.WeakKeyDictionary[MLP, tuple] = weakref.WeakKeyDictionary()
-_NUMPY_PLANS: weakref.WeakKeyDictionary[MLP, list | None] = weakref.WeakKeyDictionary()
-
-
-def _plan(mlp: MLP) -> list[tuple[Tensor, Tensor | None, Any, Any]]:
-    plan = _PLANS.get(mlp)
-    if plan is None:
-        plan = []
-        for block in mlp.hidden:
-            norm = None if isinstance(block.norm, nn.Identity) else block.norm.forward
-            act = torch.relu if type(block.act) is nn.ReLU else block.act.forward
-            plan.append((block.linear.weight, block.linear.bias, norm, act))
-        plan.append((mlp.head.weight, mlp.head.bias, None, None))
-        _PLANS[mlp] = plan
-        _MODULES[mlp] = tuple(mlp.modules())
-    return plan
-
-
-#: Activations with a numpy twin for :func:`numpy_forward` (others fall back to torch).
-_NUMPY_ACTIVATIONS = {nn.ReLU: lambda x: np.maximum(x, 0.0, out=x), nn.Tanh: np.tanh}
-
-
-def numpy_forward(mlp: MLP, obs: np.ndarray) -> np.ndarray | None:
-    """``mlp(obs)`` for ONE observation in numpy, or None where unsupported (LayerNorm,
-    activations other than ReLU/tanh).
-
-    Acting on one observation is dominated by torch's per-op overhead (~15 us per linear
-    layer); numpy on views of the same parameter storage is ~5x cheaper. The views share
-    memory with the parameters, which are only ever changed in place, so they stay current.
-    """
-    plan = _NUMPY_PLANS.get(mlp, False)
-    if plan is False:
-        plan = []
-        for block in mlp.hidden:
-            act = _NUMPY_ACTIVATIONS.get(type(block.act))
-            if act is None or not isinstance(block.norm, nn.Identity):
-                plan = None
-                break
-            plan.append((block.linear.weight.detach().numpy().T, block.linear.bias.detach().numpy(), act))
-        if plan is not None:
-            plan.append((mlp.head.weight.detach().numpy().T, mlp.head.bias.detach().numpy(), None))
-        _NUMPY_PLANS[mlp] = plan
-    if plan is None:
-        return None
-    x = np.asarray(obs, dtype=np.float32).reshape(-1)
-    for weight_t, bias, act in plan:
-        x = x @ weight_t + bias
-        if act is not None:
-            x = act(x)
-    return x
-
-
-def train_forward(mlp: MLP, x: Tensor) -> Tensor:
-    """``mlp(x)`` for a training loss: through ``__call__`` whenever any module hook is
-    registered (a probe or mitigation is listening), else the cheaper :func:`act_forward`.
-    The result is the same either way."""
-    if has_module_hooks(mlp):
-        return mlp(x)
-    return act_forward(mlp, x)
-
-
-def has_module_hooks(mlp: MLP) -> bool:
-    """Whether a module hook (forward or backward; global, or on any module of ``mlp``) is
-    listening: the training forward must then go through ``__call__``."""
-    _plan(mlp)
-    return _global_hooks() or any(m._forward_hooks or m._forward_pre_hooks or m._backward_hooks
-                                  or m._backward_pre_hooks for m in _MODULES[mlp])
-
-
-# --------------------------------------------------------------- closed-form MLP gradients
-#
-# On the small networks of this testbed a gradient step is dominated by per-op overhead,
-# and autograd adds a graph node per op on the way forward and a dispatch per node on the
-# way back. For a plain MLP the backward pass is a handful of matrix products, so the
-# training loop can compute it directly. Only ReLU/tanh MLPs without LayerNorm qualify, and
-# only while no forward hook listens (a probe or mitigation reading features needs the
-# module calls); everything else goes through autograd. tests/agents/test_common.py checks
-# the result against autograd.
-
-_GRAD_PLANS: weakref.WeakKeyDictionary[MLP, list | None] = weakref.WeakKeyDictionary()
-
-
-def _grad_plan(mlp: MLP) -> list[tuple[Tensor, Tensor, str | None]] | None:
-    plan = _GRAD_PLANS.get(mlp, False)
-    if plan is False:
-        plan = []
-        for block in mlp.hidden:
-            kind = {nn.ReLU: "relu", nn.Tanh: "tanh"}.get(type(block.act))
-            if kind is None or not isinstance(block.norm, nn.Identity):
-                plan = None
-                break
-            plan.append((block.linear.weight, block.linear.bias, kind))
-        if plan is not None:
-            plan.append((mlp.head.weight, mlp.head.bias, None))
-        _GRAD_PLANS[mlp] = plan
-    return plan
-
-
-def closed_form_ready(mlp: MLP) -> bool:
-    """Whether :func:`forward_saving` / :func:`backward_into_grad` may replace autograd: a
-    supported network and no hook anywhere, module or tensor (``p.register_hook``), that
-    autograd would call."""
-    plan = _grad_plan(mlp)
-    return (plan is not None and not has_module_hooks(mlp)
-            and not any(t._backward_hooks or t._post_accumulate_grad_hooks
-                        for weight, bias, _ in plan for t in (weight, bias)))
-
-
-def forward_saving(mlp: MLP, x: Tensor) -> tuple[Tensor, list[Tensor]]:
-    """``mlp(x)`` without autograd, and the input of every linear layer (for the backward).
-
-    Call under ``torch.no_grad()``, only where :func:`closed_form_ready` holds.
-    """
-    plan = _grad_plan(mlp)
-    assert plan is not None, "closed_form_ready(mlp) first"
-    inputs = [x.flatten(1)]
-    for weight, bias, kind in plan[:-1]:
-        h = F.linear(inputs[-1], weight, bias)
-        inputs.append(h.relu_() if kind == "relu" else h.tanh_())
-    weight, bias, _ = plan[-1]
-    return F.linear(inputs[-1], weight, bias), inputs
-
-
-def backward_into_grad(mlp: MLP, inputs: list[Tensor], grad_out: Tensor) -> None:
-    """Set ``p.grad`` of every parameter to d(loss)/dp given ``grad_out`` = d(loss)/d(output).
-
-    With ``h_0 = x``, ``z_l = h_{l-1} W_l^T + b_l``, ``h_l = act(z_l)`` and ``d_L = grad_out``:
-    ``dW_l = d_l^T h_{l-1}``, ``db_l = sum_rows d_l``, ``d_{l-1} = (d_l W_l) * act'(z_{l-1})``
-    with ``relu' = [h > 0]`` and ``tanh' = 1 - h^2`` (read off the saved outputs ``h``).
-    """
-    plan = _grad_plan(mlp)
-    assert plan is not None, "closed_form_ready(mlp) first"
-    delta = grad_out
-    for i in range(len(plan) - 1, -1, -1):
-        weight, bias, _ = plan[i]
-        h = inputs[i]
-        weight.grad = delta.t().mm(h)
-        bias.grad = delta.sum(0)
-        if i == 0:
-            break
-        delta = delta.mm(weight)
-        # autograd's own derivative kernels (one fused pass; masked_fill_ is ~6x slower)
-        if plan[i - 1][2] == "relu":
-            delta = torch.ops.aten.threshold_backward(delta, h, 0)
-        else:
-            delta = torch.ops.aten.tanh_backward(delta, h)
-
-
-def _global_hooks() -> bool:
-    return bool(torch_module._global_forward_hooks or torch_module._global_forward_pre_hooks
-                or torch_module._global_backward_hooks
-                or torch_module._global_backward_pre_hooks)
-
-
 # ------------------------------------------------------------------------- mitigation hooks
 
 
@@ -267,30 +83,6 @@ def make_adam(params: Iterable[nn.Parameter], config: Any) -> torch.optim.Adam:
         return torch.optim.Adam(params, **kwargs, fused=True)
     except (RuntimeError, TypeError):  # pragma: no cover - depends on the torch build
         return torch.optim.Adam(params, **kwargs, foreach=True)
-
-
-def optimizer_step(agent: Any, loss: Tensor, params: Sequence[Tensor]) -> Tensor:
-    """One hooked gradient step on ``loss``; returns the gradient norm before clipping."""
-    for p in params:  # cheaper than optimizer.zero_grad(), which is wrapped in a profiler scope
-        p.grad = None
-    loss.backward()
-    return apply_gradients(agent, params)
-
-
-def apply_gradients(agent: Any, params: Sequence[Tensor]) -> Tensor:
-    """The step after the backward pass, on the ``p.grad`` already set: clipping, the
-    mitigation hooks and Adam. Returns the gradient norm before clipping."""
-    grads = [p.grad for p in params if p.grad is not None]
-    # One concatenated norm: ~3x cheaper than get_total_norm on a handful of small tensors.
-    grad_norm = torch.linalg.vector_norm(torch.cat([g.reshape(-1) for g in grads]))
-    if agent.config.max_grad_norm is not None:
-        clip_grads_with_norm_(params, agent.config.max_grad_norm, grad_norm, foreach=True)
-    for m in agent.mitigations:
-        m.before_optimizer_step(agent)
-    agent.optimizer.step()
-    for m in agent.mitigations:
-        m.after_step(agent)
-    return grad_norm
 
 
 def load_mitigation_states(mitigations: Sequence[Mitigation], states: Sequence[dict]) -> None:

@@ -177,9 +177,13 @@ class LearnResult:
         metrics: means over the updates made in this call, keyed like TensorBoard tags
             (``losses/td_loss``, ``losses/entropy``, ``charts/sps``, ...). Empty if no update.
         updates: number of optimiser steps taken in this call.
+        diverged: in a population, the divergence of this member (its first non-finite loss
+            or parameter; the member's numbers are meaningless from then on, the other
+            members are unaffected); a single run raises :class:`DivergenceError` instead.
     """
 
     global_step: int
     episodes: list[tuple[int, float, int]]
     metrics: dict[str, float]
     updates: int
+    diverged: DivergenceError | None = None

@@ -14,11 +14,23 @@ change training) and the maths is a few tensor ops:
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
 
 _HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
+
+Generators = torch.Generator | Sequence[torch.Generator]
+
+
+def _draw(fn, shape: tuple[int, ...], generator: Generators, dtype: torch.dtype) -> Tensor:
+    """``fn(shape)`` from ``generator``; with one generator per member (a population, leading
+    axis of ``shape``), member k's slice is drawn from ``generator[k]`` exactly as its own run
+    would draw it."""
+    if isinstance(generator, torch.Generator):
+        return fn(shape, generator=generator, dtype=dtype)
+    return torch.stack([fn(shape[1:], generator=g, dtype=dtype) for g in generator])
 
 
 class CategoricalPolicy:
@@ -26,12 +38,12 @@ class CategoricalPolicy:
 
     continuous = False
 
-    def sample(self, logits: Tensor, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+    def sample(self, logits: Tensor, generator: Generators) -> tuple[Tensor, Tensor]:
         # Inverse-CDF sampling: one uniform per row (cheaper than torch.multinomial on
         # the tiny batches of acting).
         log_probs = torch.log_softmax(logits, dim=-1)
         cdf = log_probs.exp().cumsum(-1)
-        u = torch.rand((*logits.shape[:-1], 1), generator=generator, dtype=logits.dtype)
+        u = _draw(torch.rand, (*logits.shape[:-1], 1), generator, logits.dtype)
         actions = (cdf < u * cdf[..., -1:]).sum(-1, keepdim=True).clamp_(max=logits.shape[-1] - 1)
         return actions.squeeze(-1), log_probs.gather(-1, actions).squeeze(-1)
 
@@ -43,15 +55,16 @@ class CategoricalPolicy:
 
 
 class GaussianPolicy:
-    """Diagonal Gaussian around the actor output with a learned, state-independent log-std."""
+    """Diagonal Gaussian around the actor output with a learned, state-independent log-std
+    (a population's: ``(K, 1, action_dim)``, broadcasting over each member's batch)."""
 
     continuous = True
 
     def __init__(self, log_std: nn.Parameter) -> None:
         self.log_std = log_std
 
-    def sample(self, mean: Tensor, generator: torch.Generator) -> tuple[Tensor, Tensor]:
-        noise = torch.randn(mean.shape, generator=generator, dtype=mean.dtype)
+    def sample(self, mean: Tensor, generator: Generators) -> tuple[Tensor, Tensor]:
+        noise = _draw(torch.randn, tuple(mean.shape), generator, mean.dtype)
         actions = mean + self.log_std.exp() * noise
         log_prob = (-0.5 * noise.square() - self.log_std - _HALF_LOG_2PI).sum(-1)
         return actions, log_prob

@@ -6,15 +6,24 @@ One training loop (:meth:`DQN.learn`): epsilon-greedy acting from a linear sched
 the n-step TD loss against a target network that is hard-copied (``tau = 1``) or
 Polyak-averaged every ``target_network_frequency`` env steps.
 
-All randomness comes from the agent's own generators (numpy for epsilon-greedy and replay
-sampling, torch for network initialisation), so probes and :meth:`DQN.collect` cannot
-change training.
+The agent is a *population* of K members (``seeds``; default one, ``config.seed``) trained
+in lockstep, each exactly as a run of its own seed (:mod:`agents.population`): its own
+env, replay rows, RNG streams, network and Adam moments (slices of stacked tensors,
+:mod:`agents.batched`), mitigations. A single run is a population of one. Each member is
+seen by the runner, the probes and the mitigations as a :class:`DQNMember` with the
+interface of a single agent.
+
+All randomness comes from each member's own generators (numpy for epsilon-greedy and
+replay sampling, torch for network initialisation), so probes and :meth:`DQNMember.collect`
+cannot change training.
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -26,19 +35,42 @@ from gymnasium import spaces
 from torch import Tensor
 
 from agents import _common as common
+from agents import population
 from agents.base import (
     AgentError,
     Batch,
+    DivergenceError,
     LearnResult,
     Mitigation,
     ProbeTarget,
     ShiftPolicy,
     check_choice,
 )
+from agents.batched import StackedMLP
 from agents.networks import MLP
 from agents.replay import ReplayBuffer
 
-LOSSES = ("huber", "mse")
+
+# TD losses per member (mean over the batch, the last axis) and, beside each, its gradient
+# with respect to Q(s, a) -- what the closed-form backward of StackedMLP starts from.
+def _huber(q_taken: Tensor, target: Tensor) -> Tensor:
+    return F.smooth_l1_loss(q_taken, target, reduction="none").mean(-1)
+
+
+def _huber_grad(q_taken: Tensor, target: Tensor) -> Tensor:
+    return (q_taken - target).clamp_(-1.0, 1.0).div_(q_taken.shape[-1])
+
+
+def _mse(q_taken: Tensor, target: Tensor) -> Tensor:
+    return (q_taken - target).square().mean(-1)
+
+
+def _mse_grad(q_taken: Tensor, target: Tensor) -> Tensor:
+    return (q_taken - target).mul_(2.0 / q_taken.shape[-1])
+
+
+TD_LOSSES = {"huber": (_huber, _huber_grad), "mse": (_mse, _mse_grad)}
+LOSSES = tuple(TD_LOSSES)
 
 
 @dataclass
@@ -129,208 +161,78 @@ class DQNConfig:
         )
 
 
-class DQN:
-    """Deep Q-learning agent on a single ``gym.Env`` with a Box observation, Discrete actions.
+class DQNMember:
+    """One member of a :class:`DQN` population, with the interface of a single DQN agent.
 
-    Attributes the runner, probes and mitigations use: ``config``, ``global_step``,
-    ``q`` / ``networks()``, ``target_network``, ``optimizer``, ``buffer``, ``mitigations``.
+    What the runner, probes and mitigations use: ``config`` (this member's seed),
+    ``global_step``, ``q`` / ``networks()`` / ``target_network`` (plain :class:`MLP` s whose
+    parameters are views of the population's stacked tensors), ``optimizer`` (this member's
+    view of Adam, :class:`~agents.population.MemberOptimizer`), ``buffer`` (the population's;
+    this member's transitions are row ``index``), ``mitigations``, ``rng`` / ``torch_rng``,
+    ``epsilon()``, ``td_loss``, ``probe_targets()``, ``collect``, ``state_dict()``.
     """
 
-    def __init__(
-        self,
-        observation_space: spaces.Space,
-        action_space: spaces.Space,
-        config: DQNConfig | None = None,
-        mitigations: tuple[Mitigation, ...] | list[Mitigation] = (),
-    ) -> None:
-        if not isinstance(action_space, spaces.Discrete):
-            raise AgentError(
-                f"DQN needs a Discrete action space, got {action_space}; valid: Discrete "
-                "(use PPO for Box actions)"
-            )
-        self.mitigations = list(mitigations)
-        self.config: DQNConfig = common.configure(config or DQNConfig(), self.mitigations)
+    def __init__(self, agent: DQN, index: int, config: DQNConfig,
+                 mitigations: list[Mitigation], in_dim: int, num_actions: int) -> None:
+        self.agent = agent
+        self.index = index
+        self.mitigations = mitigations
+        self.config: DQNConfig = common.configure(config, mitigations)
         c = self.config
-        self.obs_shape, obs_dtype, in_dim = common.observation_spec(observation_space)
-        self.num_actions = int(action_space.n)
         self.rng = np.random.default_rng(c.seed)
         self.torch_rng = torch.Generator().manual_seed(c.seed)
-        self.q = MLP(
-            in_dim,
-            self.num_actions,
-            c.widths,
-            c.activation,
-            c.layer_norm,
-            c.init,
-            generator=self.torch_rng,
-        )
+        self.q = MLP(in_dim, num_actions, c.widths, c.activation, c.layer_norm, c.init,
+                     generator=self.torch_rng)
         self.target_network = copy.deepcopy(self.q).requires_grad_(False)
-        self.optimizer = common.make_adam(self.q.parameters(), c)
-        self._params = list(self.q.parameters())
-        self.buffer = ReplayBuffer(c.buffer_size, self.obs_shape, obs_dtype, c.n_step, c.gamma)
-        self.global_step = 0
-        self.exploration_origin = 0  # env step at which epsilon's decay (re)started
+        self.optimizer: population.MemberOptimizer | None = None  # set by the population
         self._env: gym.Env | None = None
         self._obs: np.ndarray | None = None
         self._episode_return, self._episode_length = 0.0, 0
-        for m in self.mitigations:
-            m.attach(self)
 
-    # ------------------------------------------------------------------------- interface
+    @property
+    def global_step(self) -> int:
+        return self.agent.global_step
+
+    @property
+    def buffer(self) -> ReplayBuffer:
+        return self.agent.buffer
+
+    @property
+    def exploration_origin(self) -> int:
+        return self.agent.exploration_origin
 
     def networks(self) -> dict[str, MLP]:
         return {"q": self.q}
 
     def epsilon(self) -> float:
-        """Linear decay from ``start_e`` to ``end_e`` over ``exploration_steps`` from the origin."""
-        c = self.config
-        if c.exploration_steps == 0:
-            return c.end_e
-        frac = (self.global_step - self.exploration_origin) / c.exploration_steps
-        return max(c.start_e + frac * (c.end_e - c.start_e), c.end_e)
+        return self.agent.epsilon()
 
     def act(self, obs: np.ndarray, epsilon: float, rng: np.random.Generator) -> int:
-        """Epsilon-greedy action for one observation."""
+        """Epsilon-greedy action of this member for one observation."""
         if rng.random() < epsilon:
-            return int(rng.integers(self.num_actions))
-        q_values = common.numpy_forward(self.q, obs)
-        if q_values is not None:
-            return int(q_values.argmax())
-        with torch.inference_mode():
+            return int(rng.integers(self.agent.num_actions))
+        q_values = self.agent._q.numpy_forward(obs, member=self.index)
+        if q_values is None:
             x = torch.as_tensor(obs, dtype=torch.float32).unsqueeze(0)
-            q_values = common.act_forward(self.q, x)
+            q_values = self.agent._q.member_inference(self.index, x)[0].numpy()
         return int(q_values.argmax())
 
     def td_loss(self, batch: Batch) -> tuple[Tensor, Tensor]:
-        """(TD loss, mean Q of the taken actions) for an n-step batch from the replay buffer."""
-        q_taken = (
-            common.train_forward(self.q, batch["obs"])
-            .gather(1, batch["actions"].long().unsqueeze(1))
-            .squeeze(1)
-        )
-        target = self._td_target(batch)
-        return self._loss(q_taken, target), q_taken.detach().mean()
+        """(TD loss, mean Q of the taken actions) of this member on an n-step replay batch.
 
-    @torch.no_grad()
-    def _td_target(self, batch: Batch) -> Tensor:
-        """``rewards + discounts * Q_target(next_obs, a*)``, a* greedy under the target net
-        (or the online net for double DQN)."""
-        next_q = common.act_forward(self.target_network, batch["next_obs"])
-        if self.config.double_dqn:
-            best = common.act_forward(self.q, batch["next_obs"]).argmax(dim=1, keepdim=True)
-            bootstrap = next_q.gather(1, best).squeeze(1)
-        else:
-            bootstrap = next_q.max(dim=1).values
-        return batch["rewards"] + batch["discounts"] * bootstrap
-
-    def _loss(self, q_taken: Tensor, target: Tensor) -> Tensor:
-        if self.config.loss == "huber":
-            return F.smooth_l1_loss(q_taken, target)
-        return F.mse_loss(q_taken, target)
-
-    def _backward(self, batch: Batch) -> tuple[Tensor, Tensor]:
-        """Set every ``p.grad`` to the gradient of the TD loss of ``batch``; return (loss,
-        mean Q of the taken actions).
-
-        For a plain ReLU/tanh Q network with no forward hook listening, the gradient is
-        computed in closed form (:func:`agents._common.backward_into_grad`), which is what
-        autograd computes (tested) at a fraction of the cost on these small networks: with
-        ``d = Q(s, a) - target`` the loss gradient w.r.t. ``Q(s, a)`` is
-        ``clamp(d, -1, 1) / B`` for Huber and ``2 d / B`` for MSE, and 0 for other actions.
-        """
-        if not common.closed_form_ready(self.q):
-            for p in self._params:
-                p.grad = None
-            loss, q_mean = self.td_loss(batch)
-            loss.backward()
-            return loss.detach(), q_mean
+        Through the modules (``self.q(...)``), so the hooks of a probe see the features."""
+        actions = batch["actions"].long().unsqueeze(-1)
+        q_taken = self.q(batch["obs"]).gather(-1, actions).squeeze(-1)
         with torch.no_grad():
-            q_all, inputs = common.forward_saving(self.q, batch["obs"])
-            actions = batch["actions"].long().unsqueeze(1)
-            q_taken = q_all.gather(1, actions).squeeze(1)
-            target = self._td_target(batch)
-            loss = self._loss(q_taken, target)
-            diff = q_taken - target
-            if self.config.loss == "huber":
-                grad_taken = diff.clamp_(-1.0, 1.0).mul_(1.0 / len(diff))
+            k = self.index
+            next_q = self.agent._target.member_inference(k, batch["next_obs"])
+            if self.config.double_dqn:
+                best = self.agent._q.member_inference(k, batch["next_obs"]).argmax(-1, keepdim=True)
+                bootstrap = next_q.gather(-1, best).squeeze(-1)
             else:
-                grad_taken = diff.mul_(2.0 / len(diff))
-            grad_out = torch.zeros_like(q_all).scatter_(1, actions, grad_taken.unsqueeze(1))
-            common.backward_into_grad(self.q, inputs, grad_out)
-        return loss, q_taken.mean()
-
-    # ---------------------------------------------------------------------- training loop
-
-    def learn(self, env: gym.Env, until: int) -> LearnResult:
-        """Train until ``global_step >= until``; resumes the episode in progress on ``env``.
-
-        A different ``env`` object than last call (or the first call, or after
-        ``load_state_dict``) is reset with ``seed = config.seed + global_step``.
-        """
-        c = self.config
-        if env is not self._env:
-            self._reset_env(env)
-        episodes: list[tuple[int, float, int]] = []
-        metrics = common.MetricMeans()
-        updates = 0
-        start_step, start_time = self.global_step, time.perf_counter()
-        obs = self._obs
-        while self.global_step < until:
-            action = self.act(obs, self.epsilon(), self.rng)
-            next_obs, reward, terminated, truncated, _ = env.step(action)
-            self.buffer.add(obs, next_obs, action, reward, terminated, truncated)
-            self.global_step += 1
-            step = self.global_step
-            self._episode_return += float(reward)
-            self._episode_length += 1
-            if terminated or truncated:
-                episodes.append((step, self._episode_return, self._episode_length))
-                self._episode_return, self._episode_length = 0.0, 0
-                obs, _ = env.reset()
-            else:
-                obs = next_obs
-
-            if step > c.learning_starts and len(self.buffer) >= c.batch_size:
-                if step % c.train_frequency == 0:
-                    for _ in range(c.gradient_steps):
-                        batch = self.buffer.sample(c.batch_size, self.rng)
-                        loss, q_mean = self._backward(batch)
-                        loss_value = common.check_finite(step, "losses/td_loss", loss.item())
-                        grad_norm = common.apply_gradients(self, self._params)
-                        metrics.add(
-                            **{
-                                "losses/td_loss": loss_value,
-                                "losses/q_values": q_mean.item(),
-                                "losses/grad_norm": grad_norm.item(),
-                            }
-                        )
-                        updates += 1
-                if step % c.target_network_frequency == 0:
-                    self._update_target(c.tau)
-                if self.mitigations and step % c.update_phase == 0:
-                    batch = self.buffer.sample(c.batch_size, self.rng)
-                    for m in self.mitigations:
-                        m.after_update(self, batch)
-        self._obs = obs
-        common.check_parameters_finite(self.global_step, self.networks())
-        result = metrics.means()
-        result["charts/epsilon"] = self.epsilon()
-        elapsed = max(time.perf_counter() - start_time, 1e-9)
-        result["charts/sps"] = (self.global_step - start_step) / elapsed
-        return LearnResult(self.global_step, episodes, result, updates)
-
-    def _reset_env(self, env: gym.Env) -> None:
-        self._env = env
-        self._obs, _ = env.reset(seed=self.config.seed + self.global_step)
-        self._episode_return, self._episode_length = 0.0, 0
-
-    def _update_target(self, tau: float) -> None:
-        with torch.no_grad():
-            target = list(self.target_network.parameters())
-            if tau == 1.0:
-                torch._foreach_copy_(target, self._params)
-            else:
-                torch._foreach_lerp_(target, self._params, tau)
+                bootstrap = next_q.max(-1).values
+            target = batch["rewards"] + batch["discounts"] * bootstrap
+        return TD_LOSSES[self.config.loss][0](q_taken, target), q_taken.detach().mean()
 
     # ----------------------------------------------------------------- probes and rollouts
 
@@ -351,7 +253,7 @@ class DQN:
         if len(self.buffer) == 0:
             raise AgentError("the replay buffer is empty: call learn() first or use collect()")
         idx = torch.randperm(len(self.buffer), generator=generator)[:n].numpy()
-        return self.buffer.gather(idx)
+        return self.buffer.gather(idx, member=self.index)
 
     def collect(self, env: gym.Env, num_steps: int, seed: int) -> Batch:
         """A side rollout of ``num_steps`` under the current epsilon-greedy policy (no training).
@@ -362,9 +264,8 @@ class DQN:
         """
         common.check_positive_int("num_steps", num_steps)
         rng = np.random.default_rng(seed)
-        buffer = ReplayBuffer(
-            num_steps, self.obs_shape, self.buffer.obs.dtype, self.config.n_step, self.config.gamma
-        )
+        buffer = ReplayBuffer(num_steps, self.agent.obs_shape, self.buffer.obs.dtype,
+                              self.config.n_step, self.config.gamma)
         epsilon = self.epsilon()
         obs, _ = env.reset(seed=seed)
         for _ in range(num_steps):
@@ -374,32 +275,11 @@ class DQN:
             obs = env.reset()[0] if terminated or truncated else next_obs
         return buffer.gather(np.arange(num_steps))
 
-    # ------------------------------------------------------------------ oracle and state
-
-    def on_task_switch(self, policy: ShiftPolicy) -> None:
-        """Apply the oracle knobs of ``policy``, then each mitigation's ``on_task_switch``."""
-        if policy.reinitialize:
-            # In place, so references held by the runner or mitigations stay valid.
-            self.q.reset_parameters(self.torch_rng)
-            common.reset_optimizer(self.optimizer)
-            self.buffer.clear()
-            self.exploration_origin = self.global_step
-            self._update_target(1.0)
-            for m in self.mitigations:
-                m.attach(self)
-        if policy.optimizer == "reset":
-            common.reset_optimizer(self.optimizer)
-        if policy.exploration == "rewarm":
-            self.exploration_origin = self.global_step
-        if policy.buffer == "flush":
-            self.buffer.clear()
-        if policy.target == "sync":
-            self._update_target(1.0)
-        for m in self.mitigations:
-            m.on_task_switch(self)
+    # ------------------------------------------------------------------------------- state
 
     def state_dict(self) -> dict[str, Any]:
-        """Everything needed to resume; the replay buffer only if ``config.checkpoint_buffer``."""
+        """This member's checkpoint, in the format of a single run's; the replay rows only if
+        ``config.checkpoint_buffer``."""
         state = {
             "config": asdict(self.config),
             "q": self.q.state_dict(),
@@ -414,21 +294,23 @@ class DQN:
                 "obs": self._obs, "return": self._episode_return, "length": self._episode_length},
         }
         state = copy.deepcopy(state)  # detach from the live tensors
-        state["buffer"] = self.buffer.state_dict() if self.config.checkpoint_buffer else None
+        state["buffer"] = (self.buffer.state_dict(self.index) if self.config.checkpoint_buffer
+                           else None)
         return state
 
     def load_state_dict(self, state: dict[str, Any], env: gym.Env | None = None) -> None:
-        """Restore a checkpoint. Without ``env`` the next ``learn`` resets its env (see
-        :meth:`learn`); with ``env`` -- the training env restored to its state at the
-        checkpoint -- it continues the episode that was in progress there, exactly."""
+        """Restore this member (the population's step count, exploration origin and buffer
+        position are shared: load every member from checkpoints of one step). Without
+        ``env`` the next ``learn`` resets its env; with ``env`` -- the training env restored
+        to its state at the checkpoint -- it continues the episode in progress there."""
         self.q.load_state_dict(state["q"])
         self.target_network.load_state_dict(state["target_network"])
         self.optimizer.load_state_dict(state["optimizer"])
-        self.global_step = int(state["global_step"])
-        self.exploration_origin = int(state["exploration_origin"])
+        self.agent.global_step = int(state["global_step"])
+        self.agent.exploration_origin = int(state["exploration_origin"])
         common.load_rng_state(self.rng, self.torch_rng, state["rng"])
         if state["buffer"] is not None:
-            self.buffer.load_state_dict(state["buffer"])
+            self.buffer.load_state_dict(state["buffer"], self.index)
         else:
             self.buffer.clear()
         common.load_mitigation_states(self.mitigations, state["mitigations"])
@@ -437,3 +319,311 @@ class DQN:
         if env is not None and episode is not None:
             self._env, self._obs = env, np.array(episode["obs"])
             self._episode_return, self._episode_length = episode["return"], episode["length"]
+
+
+class DQN:
+    """Deep Q-learning on ``gym.Env`` s with a Box observation and Discrete actions: a
+    population of ``len(seeds)`` members (default one, ``config.seed``) in lockstep.
+
+    ``mitigations`` is the arm's list: member 0 uses these objects, every other member a
+    copy. ``members[k]`` (:class:`DQNMember`) is member k as a single agent; a population of
+    one also answers every attribute of its member (``agent.q``, ``agent.optimizer``,
+    ``agent.probe_targets()``...), so it is used exactly like a single agent.
+    Population-level: ``config``, ``global_step``, ``q`` / ``target_network``
+    (:class:`~agents.batched.StackedMLP`, for K > 1), ``buffer``, ``learn``,
+    ``on_task_switch``, ``state_dict``.
+    """
+
+    def __init__(
+        self,
+        observation_space: spaces.Space,
+        action_space: spaces.Space,
+        config: DQNConfig | None = None,
+        mitigations: tuple[Mitigation, ...] | list[Mitigation] = (),
+        *,
+        seeds: Sequence[int] | None = None,
+    ) -> None:
+        if not isinstance(action_space, spaces.Discrete):
+            raise AgentError(
+                f"DQN needs a Discrete action space, got {action_space}; valid: Discrete "
+                "(use PPO for Box actions)"
+            )
+        base = config or DQNConfig()
+        seeds = population.seeds_of(base.seed, seeds)
+        self.obs_shape, obs_dtype, in_dim = common.observation_spec(observation_space)
+        self.num_actions = int(action_space.n)
+        self.members = [
+            DQNMember(self, k, dataclasses.replace(base, seed=s),
+                      population.member_mitigations(mitigations, k), in_dim, self.num_actions)
+            for k, s in enumerate(seeds)
+        ]
+        self.config: DQNConfig = self.members[0].config
+        for m in self.members[1:]:
+            if dataclasses.replace(m.config, seed=self.config.seed) != self.config:
+                raise AgentError("population members' mitigations configured different networks")
+        c = self.config
+        self.k = len(self.members)
+        self._q = StackedMLP([m.q for m in self.members])
+        self._target = StackedMLP([m.target_network for m in self.members], requires_grad=False)
+        self._optimizer = common.make_adam(self._q.params, c)
+        for k, m in enumerate(self.members):
+            m.optimizer = population.MemberOptimizer(self._optimizer, self._q.params,
+                                                     self._q.member_params(k), k)
+        self.buffer = ReplayBuffer(c.buffer_size, self.obs_shape, obs_dtype, c.n_step, c.gamma,
+                                   members=self.k)
+        self.global_step = 0
+        self.exploration_origin = 0  # env step at which epsilon's decay (re)started
+        self._rngs = [m.rng for m in self.members]
+        for m in self.members:
+            for mitigation in m.mitigations:
+                mitigation.attach(m)
+        self._hooks = {name: [population.real_hooks(m.mitigations, name) for m in self.members]
+                       for name in ("before_optimizer_step", "after_step", "after_update")}
+
+    def __getattr__(self, name: str) -> Any:
+        # A population of one is its member (agent.q, agent.optimizer, agent.td_loss, ...).
+        members = self.__dict__.get("members")
+        if members is not None and len(members) == 1:
+            return getattr(members[0], name)
+        raise AttributeError(f"{type(self).__name__} of {len(members or ())} members has no "
+                             f"attribute {name!r}; use agent.members[k].{name}")
+
+    @property
+    def q(self) -> MLP | StackedMLP:
+        """The Q network: member 0's MLP for a single run, the stacked networks otherwise."""
+        return self.members[0].q if self.k == 1 else self._q
+
+    @property
+    def target_network(self) -> MLP | StackedMLP:
+        return self.members[0].target_network if self.k == 1 else self._target
+
+    def epsilon(self) -> float:
+        """Linear decay from ``start_e`` to ``end_e`` over ``exploration_steps`` from the origin."""
+        c = self.config
+        if c.exploration_steps == 0:
+            return c.end_e
+        frac = (self.global_step - self.exploration_origin) / c.exploration_steps
+        return max(c.start_e + frac * (c.end_e - c.start_e), c.end_e)
+
+    # ------------------------------------------------------------------------ the update
+
+    def _td_target(self, batch: Batch) -> Tensor:
+        """``rewards + discounts * Q_target(next_obs, a*)``, ``(K, B)``, a* greedy under the
+        target net (or the online net for double DQN)."""
+        next_q = self._target.inference(batch["next_obs"])
+        if self.config.double_dqn:
+            best = self._q.inference(batch["next_obs"]).argmax(-1, keepdim=True)
+            bootstrap = next_q.gather(-1, best).squeeze(-1)
+        else:
+            bootstrap = next_q.max(-1).values
+        return batch["rewards"] + batch["discounts"] * bootstrap
+
+    def _backward(self, batch: Batch) -> tuple[Tensor, Tensor, bool]:
+        """Set the stacked ``.grad`` to the gradient of the summed members' TD losses of a
+        ``(K, B)`` batch; return (per-member loss, per-member mean Q of the taken actions,
+        whether the closed form ran).
+
+        For ReLU/tanh Q networks with no hook listening the gradient is computed in closed
+        form (:meth:`StackedMLP.backward_into_grad` from the loss gradient beside each
+        loss in :data:`TD_LOSSES`), which is what autograd computes (tested) at a fraction
+        of the cost; otherwise autograd.
+        """
+        loss_fn, grad_fn = TD_LOSSES[self.config.loss]
+        actions = batch["actions"].long().unsqueeze(-1)
+        target = self._td_target(batch)
+        if self._q.closed_form_ready():
+            with torch.no_grad():
+                q_all, inputs = self._q.forward_saving(batch["obs"])
+                q_taken = q_all.gather(-1, actions).squeeze(-1)
+                loss = loss_fn(q_taken, target)
+                grad_taken = grad_fn(q_taken.clone(), target).unsqueeze(-1)
+                grad_out = torch.zeros_like(q_all).scatter_(-1, actions, grad_taken)
+                self._q.backward_into_grad(inputs, grad_out)
+            return loss, q_taken.mean(-1), True
+        self._q.clear_grads()
+        q_taken = self._q.forward(batch["obs"]).gather(-1, actions).squeeze(-1)
+        loss = loss_fn(q_taken, target)
+        loss.sum().backward()
+        self._q.finish_backward()
+        return loss.detach(), q_taken.detach().mean(-1), False
+
+    def _apply_gradients(self) -> Tensor:
+        """Per-member clipping, the mitigation hooks and Adam; the norms before clipping."""
+        norms = population.clip_per_member(self._q.params, self.config.max_grad_norm)
+        for k, hooks in enumerate(self._hooks["before_optimizer_step"]):
+            if hooks:
+                self._q.link_grads(k)
+                for m in hooks:
+                    m.before_optimizer_step(self.members[k])
+        self._optimizer.step()
+        for k, hooks in enumerate(self._hooks["after_step"]):
+            for m in hooks:
+                m.after_step(self.members[k])
+        return norms
+
+    def _update_target(self, tau: float) -> None:
+        if tau == 1.0:
+            self._target.copy_(self._q)
+        else:
+            self._target.lerp_(self._q, tau)
+
+    # ---------------------------------------------------------------------- training loop
+
+    def learn(self, envs: gym.Env | Sequence[gym.Env], until: int) -> LearnResult | list[LearnResult]:
+        """Train until ``global_step >= until``; resumes the episodes in progress.
+
+        ``envs``: one env per member (a single run may pass the env itself, and then gets
+        one :class:`LearnResult` back instead of a list). An env other than a member's last
+        one (or the first call, or after ``load_state_dict``) is reset with
+        ``seed = member seed + global_step``. A single run raises :class:`DivergenceError`
+        at a non-finite loss or parameter; a population records it in that member's result
+        and trains on (a member's numbers never reach another member's).
+        """
+        single = isinstance(envs, gym.Env)
+        envs = [envs] if single else list(envs)
+        if len(envs) != self.k:
+            raise AgentError(f"learn got {len(envs)} envs for a population of {self.k}; "
+                             "give one env per member")
+        c = self.config
+        members = self.members
+        for m, env in zip(members, envs, strict=True):
+            if env is not m._env:
+                m._env = env
+                m._obs, _ = env.reset(seed=m.config.seed + self.global_step)
+                m._episode_return, m._episode_length = 0.0, 0
+        episodes: list[list[tuple[int, float, int]]] = [[] for _ in members]
+        sums = torch.zeros(self.k, 4, dtype=torch.float64)  # loss, Q, grad norm, closed form
+        diverged: list[DivergenceError | None] = [None] * self.k
+        updates = 0
+        start_step, start_time = self.global_step, time.perf_counter()
+        obs = np.stack([m._obs for m in members])
+        next_obs = np.empty_like(obs)
+        actions = np.empty(self.k, dtype=np.int64)
+        rewards = np.empty(self.k, dtype=np.float32)
+        terms = np.empty(self.k, dtype=np.bool_)
+        truncs = np.empty(self.k, dtype=np.bool_)
+        while self.global_step < until:
+            epsilon = self.epsilon()
+            greedy = None
+            for k, rng in enumerate(self._rngs):
+                if rng.random() < epsilon:
+                    actions[k] = rng.integers(self.num_actions)
+                else:
+                    if greedy is None:
+                        greedy = self._greedy(obs)
+                    actions[k] = greedy[k]
+            for k, env in enumerate(envs):
+                next_obs[k], rewards[k], terms[k], truncs[k], _ = env.step(int(actions[k]))
+            self.buffer.add(obs, next_obs, actions, rewards, terms, truncs)
+            self.global_step += 1
+            step = self.global_step
+            for k, m in enumerate(members):
+                m._episode_return += float(rewards[k])
+                m._episode_length += 1
+                if terms[k] or truncs[k]:
+                    episodes[k].append((step, m._episode_return, m._episode_length))
+                    m._episode_return, m._episode_length = 0.0, 0
+                    obs[k], _ = envs[k].reset()
+                else:
+                    obs[k] = next_obs[k]
+
+            if step > c.learning_starts and len(self.buffer) >= c.batch_size:
+                if step % c.train_frequency == 0:
+                    for _ in range(c.gradient_steps):
+                        batch = self.buffer.sample(c.batch_size, self._rngs)
+                        loss, q_mean, closed = self._backward(batch)
+                        self._check_losses(step, loss, diverged)
+                        norms = self._apply_gradients()
+                        sums += torch.stack([loss, q_mean, norms, torch.full_like(loss, closed)], 1)
+                        updates += 1
+                if step % c.target_network_frequency == 0:
+                    self._update_target(c.tau)
+                if step % c.update_phase == 0 and any(self._hooks["after_update"]):
+                    batch = self.buffer.sample(c.batch_size, self._rngs)
+                    for k, hooks in enumerate(self._hooks["after_update"]):
+                        member_batch = {key: value[k] for key, value in batch.items()}
+                        for m in hooks:
+                            m.after_update(members[k], member_batch)
+        for k, m in enumerate(members):
+            m._obs = obs[k].copy()
+            if diverged[k] is None:
+                try:
+                    common.check_parameters_finite(self.global_step, m.networks())
+                except DivergenceError as err:
+                    diverged[k] = err
+        if single and diverged[0] is not None:
+            raise diverged[0]
+        elapsed = max(time.perf_counter() - start_time, 1e-9)
+        results = []
+        for k in range(self.k):
+            metrics: dict[str, float] = {}
+            if updates:
+                means = (sums[k] / updates).tolist()
+                metrics = {"losses/td_loss": means[0], "losses/q_values": means[1],
+                           "losses/grad_norm": means[2], "perf/closed_form": means[3]}
+            metrics["charts/epsilon"] = self.epsilon()
+            metrics["charts/sps"] = (self.global_step - start_step) / elapsed
+            results.append(LearnResult(self.global_step, episodes[k], metrics, updates, diverged[k]))
+        return results[0] if single else results
+
+    def _greedy(self, obs: np.ndarray) -> np.ndarray:
+        """Each member's greedy action for its observation ``obs[k]``."""
+        q_values = self._q.numpy_forward(obs)
+        if q_values is None:
+            q_values = self._q.inference(torch.as_tensor(obs, dtype=torch.float32).unsqueeze(1))[:, 0].numpy()
+        return q_values.argmax(-1)
+
+    def _check_losses(self, step: int, loss: Tensor, diverged: list) -> None:
+        if not bool(torch.isfinite(loss).all()):
+            for k, value in enumerate(loss.tolist()):
+                if diverged[k] is None and not np.isfinite(value):
+                    diverged[k] = DivergenceError(step, "losses/td_loss", value)
+            if self.k == 1:
+                raise diverged[0]
+
+    # ------------------------------------------------------------------ oracle and state
+
+    def on_task_switch(self, policy: ShiftPolicy) -> None:
+        """Apply the oracle knobs of ``policy`` to every member, then each member's
+        mitigations' ``on_task_switch``."""
+        if policy.reinitialize:
+            # In place, so references held by the runner or mitigations stay valid.
+            for m in self.members:
+                m.q.reset_parameters(m.torch_rng)
+            common.reset_optimizer(self._optimizer)
+            self.buffer.clear()
+            self.exploration_origin = self.global_step
+            self._update_target(1.0)
+            for m in self.members:
+                for mitigation in m.mitigations:
+                    mitigation.attach(m)
+        if policy.optimizer == "reset":
+            common.reset_optimizer(self._optimizer)
+        if policy.exploration == "rewarm":
+            self.exploration_origin = self.global_step
+        if policy.buffer == "flush":
+            self.buffer.clear()
+        if policy.target == "sync":
+            self._update_target(1.0)
+        for m in self.members:
+            for mitigation in m.mitigations:
+                mitigation.on_task_switch(m)
+
+    def state_dict(self) -> dict[str, Any]:
+        """A single run: its member's checkpoint; a population: ``{"members": [...]}``."""
+        if self.k == 1:
+            return self.members[0].state_dict()
+        return {"members": [m.state_dict() for m in self.members]}
+
+    def load_state_dict(self, state: dict[str, Any],
+                        env: gym.Env | Sequence[gym.Env] | None = None) -> None:
+        """Restore a checkpoint of :meth:`state_dict`. Without ``envs`` the next ``learn``
+        resets the envs; with ``env`` (one per member restored to its state at the
+        checkpoint; the env itself for a single run) every member continues its episode in progress exactly."""
+        states = [state] if self.k == 1 else state["members"]
+        if len(states) != self.k:
+            raise AgentError(f"checkpoint has {len(states)} members, the population {self.k}")
+        envs = [env] if isinstance(env, gym.Env) or env is None else list(env)
+        envs = envs * self.k if env is None else envs
+        for m, member_state, env in zip(self.members, states, envs, strict=True):
+            m.load_state_dict(member_state, env)

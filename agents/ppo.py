@@ -15,13 +15,24 @@ Differences from CleanRL, all for correctness under gymnasium >= 1.0:
   from the losses (``SAME_STEP`` mode is supported too).
 * Observation/reward normalisation, when on, lives in the agent (see
   :mod:`agents.normalization`), not in env wrappers.
+
+The agent is a *population* of K members (``seeds``; default one, ``config.seed``) trained
+in lockstep, each exactly as a run of its own seed (:mod:`agents.population`): its own
+vector env, RNG streams, normalisation statistics, rollout, minibatch order, networks and
+Adam moments (slices of stacked tensors, :mod:`agents.batched`), mitigations. Members'
+rollouts keep different numbers of real steps (autoreset steps are dropped), so each
+minibatch is padded to the longest member's and every mean is over a member's own rows.
+A single run is a population of one; :class:`PPOMember` is one member with the interface
+of a single agent.
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -32,7 +43,17 @@ from gymnasium.vector import AutoresetMode, VectorEnv
 from torch import Tensor, nn
 
 from agents import _common as common
-from agents.base import AgentError, Batch, LearnResult, Mitigation, ProbeTarget, ShiftPolicy
+from agents import population
+from agents.base import (
+    AgentError,
+    Batch,
+    DivergenceError,
+    LearnResult,
+    Mitigation,
+    ProbeTarget,
+    ShiftPolicy,
+)
+from agents.batched import StackedMLP
 from agents.distributions import CategoricalPolicy, GaussianPolicy
 from agents.networks import MLP
 from agents.normalization import ObservationNormalizer, RewardNormalizer
@@ -133,76 +154,75 @@ class _RolloutState:
     episodes: common.EpisodeTracker
 
 
-class PPO:
-    """PPO agent on a ``gymnasium.vector.VectorEnv``.
+#: Per-update metrics, in the order of the population's accumulator columns.
+_STATS = ("losses/policy_loss", "losses/entropy", "losses/old_approx_kl", "losses/approx_kl",
+          "losses/clipfrac", "losses/value_loss", "losses/grad_norm")
 
-    ``observation_space`` / ``action_space`` are the *single* sub-env spaces
-    (``envs.single_observation_space``): a Box observation, Discrete or 1-D Box actions.
-    Attributes the runner, probes and mitigations use: ``config``, ``global_step``,
-    ``actor`` / ``critic`` / ``networks()``, ``optimizer``, ``mitigations``,
-    ``obs_normalizer`` / ``reward_normalizer`` (None when off).
+
+def _masked_mean(x: Tensor, mask: Tensor, count: Tensor) -> Tensor:
+    """Mean over each member's real rows: ``x``, ``mask`` ``(K, M)``, ``count`` ``(K,)``."""
+    return (x * mask).sum(-1) / count
+
+
+class PPOMember:
+    """One member of a :class:`PPO` population, with the interface of a single PPO agent.
+
+    What the runner, probes and mitigations use: ``config`` (this member's seed),
+    ``global_step``, ``actor`` / ``critic`` / ``networks()`` (plain :class:`MLP` s whose
+    parameters are views of the population's stacked tensors), ``optimizer`` (this member's
+    view of Adam), ``mitigations``, ``obs_normalizer`` / ``reward_normalizer``,
+    ``last_rollout``, ``policy_loss`` / ``value_loss``, ``probe_targets()``, ``collect``,
+    ``state_dict()``.
     """
 
-    def __init__(
-        self,
-        observation_space: spaces.Space,
-        action_space: spaces.Space,
-        config: PPOConfig | None = None,
-        mitigations: tuple[Mitigation, ...] | list[Mitigation] = (),
-    ) -> None:
-        self.mitigations = list(mitigations)
-        self.config: PPOConfig = common.configure(config or PPOConfig(), self.mitigations)
+    def __init__(self, agent: PPO, index: int, config: PPOConfig, mitigations: list[Mitigation],
+                 in_dim: int, out_dim: int) -> None:
+        self.agent = agent
+        self.index = index
+        self.mitigations = mitigations
+        self.config: PPOConfig = common.configure(config, mitigations)
         c = self.config
-        self.obs_shape, _, in_dim = common.observation_spec(observation_space)
         self.rng = np.random.default_rng(c.seed)
         self.torch_rng = torch.Generator().manual_seed(c.seed)
-        if isinstance(action_space, spaces.Discrete):
-            out_dim = int(action_space.n)
-        elif isinstance(action_space, spaces.Box) and len(action_space.shape) == 1:
-            out_dim = int(action_space.shape[0])
-        else:
-            raise AgentError(
-                f"PPO cannot act in {action_space}; valid: Discrete or a 1-D Box action space"
-            )
-        self.action_space = action_space
         net = dict(widths=c.widths, activation=c.activation, layer_norm=c.layer_norm, init=c.init)
         self.actor = MLP(
             in_dim, out_dim, **net, head_gain=c.actor_head_gain, generator=self.torch_rng
         )
         self.critic = MLP(in_dim, 1, **net, head_gain=c.critic_head_gain, generator=self.torch_rng)
-        if isinstance(action_space, spaces.Box):
+        if isinstance(agent.action_space, spaces.Box):
             # Registered on the actor so probes, checkpoints and the optimiser include it.
             self.actor.log_std = nn.Parameter(torch.full((out_dim,), float(c.init_log_std)))
-            self.policy: CategoricalPolicy | GaussianPolicy = GaussianPolicy(self.actor.log_std)
-            self._low, self._high = action_space.low, action_space.high
-        else:
-            self.policy = CategoricalPolicy()
-        self._params = [*self.actor.parameters(), *self.critic.parameters()]
-        self.optimizer = common.make_adam(self._params, c)
         self.obs_normalizer = (
-            ObservationNormalizer(self.obs_shape, c.obs_clip) if c.normalize_observation else None
+            ObservationNormalizer(agent.obs_shape, c.obs_clip) if c.normalize_observation else None
         )
         self.reward_normalizer = (
             RewardNormalizer(c.num_envs, c.gamma, c.reward_clip) if c.normalize_reward else None
         )
-        self.global_step = 0
+        self.optimizer: population.MemberOptimizer | None = None  # set by the population
         self.last_rollout: Batch | None = None
         self._env: VectorEnv | None = None
         self._state: _RolloutState | None = None
-        for m in self.mitigations:
-            m.attach(self)
 
-    # ------------------------------------------------------------------------- interface
+    @property
+    def global_step(self) -> int:
+        return self.agent.global_step
+
+    @property
+    def policy(self) -> CategoricalPolicy | GaussianPolicy:
+        if isinstance(self.agent.action_space, spaces.Box):
+            return GaussianPolicy(self.actor.log_std)
+        return CategoricalPolicy()
 
     def networks(self) -> dict[str, MLP]:
         return {"actor": self.actor, "critic": self.critic}
 
     def policy_loss(self, batch: Batch) -> tuple[Tensor, dict[str, Tensor]]:
-        """Clipped surrogate minus ``ent_coef`` x entropy, and its diagnostics."""
+        """Clipped surrogate minus ``ent_coef`` x entropy of this member, and its diagnostics.
+
+        Through the modules, so the hooks of a probe see the features."""
         c = self.config
-        new_logprob, entropy = self.policy.log_prob_entropy(
-            common.train_forward(self.actor, batch["obs"]), batch["actions"]
-        )
+        new_logprob, entropy = self.policy.log_prob_entropy(self.actor(batch["obs"]),
+                                                            batch["actions"])
         log_ratio = new_logprob - batch["logprobs"]
         ratio = log_ratio.exp()
         advantages = batch["advantages"]
@@ -225,7 +245,7 @@ class PPO:
     def value_loss(self, batch: Batch) -> Tensor:
         """``vf_coef`` x 0.5 x (clipped) squared error of the critic against the GAE returns."""
         c = self.config
-        new_value = common.train_forward(self.critic, batch["obs"]).squeeze(-1)
+        new_value = self.critic(batch["obs"]).squeeze(-1)
         returns = batch["returns"]
         if c.clip_vloss:
             clipped = batch["values"] + (new_value - batch["values"]).clamp(
@@ -238,63 +258,10 @@ class PPO:
             v_loss = 0.5 * (new_value - returns).square().mean()
         return c.vf_coef * v_loss
 
-    # ---------------------------------------------------------------------- training loop
-
-    def learn(self, envs: VectorEnv, until: int) -> LearnResult:
-        """Train in whole rollouts until ``global_step >= until``.
-
-        A different ``envs`` object than last call (or the first call, or after
-        ``load_state_dict``) is reset with ``seed = config.seed + global_step``.
-        """
-        c = self.config
-        if envs is not self._env:
-            self._env, self._state = envs, self._reset(envs, c.seed + self.global_step)
-        episodes: list[tuple[int, float, int]] = []
-        metrics = common.MetricMeans()
-        updates = 0
-        start_step, start_time = self.global_step, time.perf_counter()
-        while self.global_step < until:
-            if c.anneal_lr:
-                frac = max(0.0, 1.0 - self.global_step / c.total_steps)
-                for group in self.optimizer.param_groups:
-                    group["lr"] = frac * c.learning_rate
-            batch = self._rollout(envs, self._state, c.num_steps, self.torch_rng, episodes, True)
-            self.last_rollout = batch
-
-            size = len(batch["obs"])
-            for _epoch in range(c.update_epochs):
-                order = self.rng.permutation(size)
-                for mb_idx in np.array_split(order, c.num_minibatches):
-                    minibatch = {k: v[torch.from_numpy(mb_idx)] for k, v in batch.items()}
-                    pg_loss, stats = self.policy_loss(minibatch)
-                    v_loss = self.value_loss(minibatch)
-                    loss = pg_loss + v_loss
-                    common.check_finite(self.global_step, "loss", loss.item())
-                    grad_norm = common.optimizer_step(self, loss, self._params)
-                    metrics.add(
-                        **{k: v.item() for k, v in stats.items()},
-                        **{
-                            "losses/value_loss": v_loss.item() / max(c.vf_coef, 1e-12),
-                            "losses/grad_norm": grad_norm.item(),
-                        },
-                    )
-                    updates += 1
-                if c.target_kl is not None and stats["losses/approx_kl"].item() > c.target_kl:
-                    break
-            for m in self.mitigations:
-                m.after_update(self, batch)
-            values, returns = batch["values"], batch["returns"]
-            var_returns = returns.var(correction=0).item()
-            residual = (returns - values).var(correction=0).item()
-            explained = 1.0 - residual / var_returns if var_returns > 0 else float("nan")
-            metrics.add(**{"losses/explained_variance": explained})
-        common.check_parameters_finite(self.global_step, self.networks())
-        result = metrics.means()
-        result["charts/learning_rate"] = self.optimizer.param_groups[0]["lr"]
-        result["charts/sps"] = (self.global_step - start_step) / max(
-            time.perf_counter() - start_time, 1e-9
-        )
-        return LearnResult(self.global_step, episodes, result, updates)
+    def _normalize_obs(self, obs: np.ndarray, update: bool) -> np.ndarray:
+        if self.obs_normalizer is not None:
+            return self.obs_normalizer(obs, update)
+        return np.asarray(obs, dtype=np.float32)
 
     def _reset(self, envs: VectorEnv, seed: int) -> _RolloutState:
         mode = envs.metadata.get("autoreset_mode", AutoresetMode.NEXT_STEP)
@@ -310,96 +277,6 @@ class PPO:
             self.reward_normalizer.returns[:] = 0.0
         n = envs.num_envs
         return _RolloutState(obs, np.zeros(n, dtype=bool), common.EpisodeTracker(n))
-
-    def _normalize_obs(self, obs: np.ndarray, update: bool) -> np.ndarray:
-        if self.obs_normalizer is not None:
-            return self.obs_normalizer(obs, update)
-        return np.asarray(obs, dtype=np.float32)
-
-    def _rollout(
-        self,
-        envs: VectorEnv,
-        state: _RolloutState,
-        num_steps: int,
-        generator: torch.Generator,
-        episodes: list,
-        train: bool,
-    ) -> Batch:
-        """Step ``envs`` ``num_steps`` times under the current policy; GAE batch of real steps.
-
-        ``train`` advances ``global_step`` and updates normalisation statistics; a side
-        rollout (``train=False``) only reads them.
-        """
-        c = self.config
-        n = envs.num_envs
-        same_step = envs.metadata.get("autoreset_mode") == AutoresetMode.SAME_STEP
-        # numpy storage: per-step writes into numpy are much cheaper than torch indexing.
-        obs = np.zeros((num_steps, n, *self.obs_shape), dtype=np.float32)
-        action_dtype = np.float32 if self.policy.continuous else np.int64
-        actions = np.zeros((num_steps, n, *self.action_space.shape), dtype=action_dtype)
-        logprobs = np.zeros((num_steps, n), dtype=np.float32)
-        values = np.zeros((num_steps + 1, n), dtype=np.float32)
-        rewards = np.zeros((num_steps, n), dtype=np.float32)
-        terminated = np.zeros((num_steps, n), dtype=np.float32)
-        ends = np.zeros((num_steps, n), dtype=np.float32)
-        valid = np.ones((num_steps, n), dtype=bool)
-        final_values: dict[tuple[int, int], float] = {}
-        next_obs = self._normalize_obs(state.obs, update=False)
-        for t in range(num_steps):
-            obs[t] = next_obs
-            valid[t] = ~state.resetting
-            with torch.inference_mode():
-                x = torch.from_numpy(next_obs)
-                action, logprob = self.policy.sample(common.act_forward(self.actor, x), generator)
-                values[t] = common.act_forward(self.critic, x).squeeze(-1).numpy()
-            env_action = actions[t] = action.numpy()
-            logprobs[t] = logprob.numpy()
-            if self.policy.continuous:
-                env_action = np.clip(env_action, self._low, self._high)
-            raw_obs, reward, term, trunc, info = envs.step(env_action)
-            done = term | trunc
-            if train:
-                self.global_step += n
-            state.episodes.step(
-                reward, done, self.global_step, episodes, counted=None if same_step else valid[t]
-            )
-            if self.reward_normalizer is not None:
-                reward = self.reward_normalizer(reward, done, update=train)
-            rewards[t], terminated[t], ends[t] = reward, term, done
-            if same_step and trunc.any():  # the reset obs replaced the final one: value it now
-                for i in np.flatnonzero(trunc & ~term):
-                    final = self._normalize_obs(info["final_obs"][i][None], update=False)
-                    with torch.inference_mode():
-                        final_values[(t, i)] = self.critic(torch.from_numpy(final)).item()
-            state.obs = raw_obs
-            state.resetting = np.zeros(n, dtype=bool) if same_step else done
-            next_obs = self._normalize_obs(raw_obs, update=train)
-        with torch.inference_mode():
-            values[num_steps] = self.critic(torch.from_numpy(next_obs)).squeeze(-1).numpy()
-
-        # GAE. next_values[t] is V of the state after step t: in NEXT_STEP mode obs[t+1] is
-        # the final observation of an ended episode, so truncation bootstraps from it.
-        next_values = values[1:].copy()
-        for (t, i), v in final_values.items():
-            next_values[t, i] = v
-        advantages = np.zeros((num_steps, n), dtype=np.float32)
-        last_gae = np.zeros(n, dtype=np.float32)
-        for t in reversed(range(num_steps)):
-            delta = rewards[t] + c.gamma * next_values[t] * (1.0 - terminated[t]) - values[t]
-            last_gae = delta + c.gamma * c.gae_lambda * (1.0 - ends[t]) * last_gae
-            advantages[t] = last_gae
-        returns = advantages + values[:-1]
-
-        keep = valid.reshape(-1)
-        flat = {
-            "obs": obs.reshape(-1, *self.obs_shape),
-            "actions": actions.reshape(-1, *self.action_space.shape),
-            "logprobs": logprobs.reshape(-1),
-            "advantages": advantages.reshape(-1),
-            "returns": returns.reshape(-1),
-            "values": values[:-1].reshape(-1),
-        }
-        return {k: torch.from_numpy(np.ascontiguousarray(v[keep])) for k, v in flat.items()}
 
     # ----------------------------------------------------------------- probes and rollouts
 
@@ -445,38 +322,14 @@ class PPO:
         n = envs.num_envs
         state = _RolloutState(obs, np.zeros(n, dtype=bool), common.EpisodeTracker(n))
         generator = torch.Generator().manual_seed(seed)
-        return self._rollout(envs, state, math.ceil(num_steps / n), generator, [], train=False)
+        batch, counts = self.agent._rollout([envs], [state], math.ceil(num_steps / n),
+                                            [generator], [[]], False, [self.index])
+        return {k: v[0, : counts[0]] for k, v in batch.items()}
 
-    # ------------------------------------------------------------------ oracle and state
-
-    def on_task_switch(self, policy: ShiftPolicy) -> None:
-        """Apply the oracle knobs of ``policy``, then each mitigation's ``on_task_switch``.
-
-        PPO has no epsilon schedule, replay buffer or target network: those knobs must stay
-        "keep". ``reinitialize`` re-draws both networks (and log-std) and resets Adam;
-        normalisation statistics are kept.
-        """
-        for knob in ("exploration", "buffer", "target"):
-            if getattr(policy, knob) != "keep":
-                raise AgentError(
-                    f"PPO has no {knob} to change: shift policy {knob}={getattr(policy, knob)!r}; "
-                    "valid: 'keep'"
-                )
-        if policy.reinitialize:
-            self.actor.reset_parameters(self.torch_rng)
-            self.critic.reset_parameters(self.torch_rng)
-            if self.policy.continuous:
-                with torch.no_grad():
-                    self.actor.log_std.fill_(self.config.init_log_std)
-            common.reset_optimizer(self.optimizer)
-            for m in self.mitigations:
-                m.attach(self)
-        if policy.optimizer == "reset":
-            common.reset_optimizer(self.optimizer)
-        for m in self.mitigations:
-            m.on_task_switch(self)
+    # ------------------------------------------------------------------------------- state
 
     def state_dict(self) -> dict[str, Any]:
+        """This member's checkpoint, in the format of a single run's."""
         state = {
             "config": asdict(self.config),
             "actor": self.actor.state_dict(),
@@ -500,13 +353,14 @@ class PPO:
         return copy.deepcopy(state)
 
     def load_state_dict(self, state: dict[str, Any], env: VectorEnv | None = None) -> None:
-        """Restore a checkpoint. Without ``env`` the next ``learn`` resets its env (see
-        :meth:`learn`); with ``env`` -- the training vector env restored to its state at the
-        checkpoint -- it continues every sub-env's episode in progress there, exactly."""
+        """Restore this member (the step count is the population's: load every member from
+        checkpoints of one step). Without ``env`` the next ``learn`` resets its env; with
+        ``env`` -- the training vector env restored to its state at the checkpoint -- it
+        continues every sub-env's episode in progress there, exactly."""
         self.actor.load_state_dict(state["actor"])
         self.critic.load_state_dict(state["critic"])
         self.optimizer.load_state_dict(state["optimizer"])
-        self.global_step = int(state["global_step"])
+        self.agent.global_step = int(state["global_step"])
         common.load_rng_state(self.rng, self.torch_rng, state["rng"])
         if self.obs_normalizer is not None:
             self.obs_normalizer.rms.load_state_dict(state["obs_normalizer"])
@@ -524,3 +378,399 @@ class PPO:
                                         np.array(episode["resetting"]), tracker)
             if self.reward_normalizer is not None:
                 self.reward_normalizer.returns = np.array(episode["reward_returns"])
+
+
+class PPO:
+    """PPO on ``gymnasium.vector.VectorEnv`` s: a population of ``len(seeds)`` members
+    (default one, ``config.seed``), one vector env each, in lockstep.
+
+    ``observation_space`` / ``action_space`` are the *single* sub-env spaces
+    (``envs.single_observation_space``): a Box observation, Discrete or 1-D Box actions.
+    ``mitigations`` is the arm's list: member 0 uses these objects, every other member a
+    copy. ``members[k]`` (:class:`PPOMember`) is member k as a single agent; a population of
+    one also answers every attribute of its member (``agent.actor``, ``agent.optimizer``,
+    ``agent.probe_targets()``...). ``target_kl`` (early stopping per member) needs K = 1.
+    """
+
+    def __init__(
+        self,
+        observation_space: spaces.Space,
+        action_space: spaces.Space,
+        config: PPOConfig | None = None,
+        mitigations: tuple[Mitigation, ...] | list[Mitigation] = (),
+        *,
+        seeds: Sequence[int] | None = None,
+    ) -> None:
+        base = config or PPOConfig()
+        seeds = population.seeds_of(base.seed, seeds)
+        self.obs_shape, _, in_dim = common.observation_spec(observation_space)
+        if isinstance(action_space, spaces.Discrete):
+            out_dim = int(action_space.n)
+        elif isinstance(action_space, spaces.Box) and len(action_space.shape) == 1:
+            out_dim = int(action_space.shape[0])
+        else:
+            raise AgentError(
+                f"PPO cannot act in {action_space}; valid: Discrete or a 1-D Box action space"
+            )
+        self.action_space = action_space
+        self.continuous = isinstance(action_space, spaces.Box)
+        if self.continuous:
+            self._low, self._high = action_space.low, action_space.high
+        self.members = [
+            PPOMember(self, k, dataclasses.replace(base, seed=s),
+                      population.member_mitigations(mitigations, k), in_dim, out_dim)
+            for k, s in enumerate(seeds)
+        ]
+        self.config: PPOConfig = self.members[0].config
+        for m in self.members[1:]:
+            if dataclasses.replace(m.config, seed=self.config.seed) != self.config:
+                raise AgentError("population members' mitigations configured different networks")
+        self.k = len(self.members)
+        if self.k > 1 and self.config.target_kl is not None:
+            raise AgentError(
+                f"target_kl={self.config.target_kl!r} stops a member's epochs early, which a "
+                "lockstep population cannot do; valid: target_kl = None, or one seed per run"
+            )
+        self._actor = StackedMLP([m.actor for m in self.members])
+        self._critic = StackedMLP([m.critic for m in self.members])
+        self._params = [*self._actor.params, *self._critic.params]
+        self._optimizer = common.make_adam(self._params, self.config)
+        for k, m in enumerate(self.members):
+            owned = [*self._actor.member_params(k), *self._critic.member_params(k)]
+            m.optimizer = population.MemberOptimizer(self._optimizer, self._params, owned, k)
+        self.global_step = 0
+        for m in self.members:
+            for mitigation in m.mitigations:
+                mitigation.attach(m)
+        self._hooks = {name: [population.real_hooks(m.mitigations, name) for m in self.members]
+                       for name in ("before_optimizer_step", "after_step", "after_update")}
+
+    def __getattr__(self, name: str) -> Any:
+        # A population of one is its member (agent.actor, agent.optimizer, agent.collect, ...).
+        members = self.__dict__.get("members")
+        if members is not None and len(members) == 1:
+            return getattr(members[0], name)
+        raise AttributeError(f"{type(self).__name__} of {len(members or ())} members has no "
+                             f"attribute {name!r}; use agent.members[k].{name}")
+
+    def _policy(self) -> CategoricalPolicy | GaussianPolicy:
+        """The action distribution of all members (a Gaussian's log-std is ``(K, 1, d)``)."""
+        if self.continuous:
+            return GaussianPolicy(self._actor.param("log_std").unsqueeze(1))
+        return CategoricalPolicy()
+
+    # ---------------------------------------------------------------------- training loop
+
+    def learn(self, envs: VectorEnv | Sequence[VectorEnv], until: int) -> LearnResult | list[LearnResult]:
+        """Train in whole rollouts until ``global_step >= until``.
+
+        ``envs``: one vector env per member (a single run may pass it alone, and then gets
+        one :class:`LearnResult` back instead of a list). An env other than a member's last
+        one (or the first call, or after ``load_state_dict``) is reset with
+        ``seed = member seed + global_step``. A single run raises :class:`DivergenceError`;
+        a population records it in that member's result and trains on.
+        """
+        single = isinstance(envs, VectorEnv)
+        envs = [envs] if single else list(envs)
+        if len(envs) != self.k:
+            raise AgentError(f"learn got {len(envs)} envs for a population of {self.k}; "
+                             "give one vector env per member")
+        c = self.config
+        members = self.members
+        for m, env in zip(members, envs, strict=True):
+            if env is not m._env:
+                m._env, m._state = env, m._reset(env, m.config.seed + self.global_step)
+        episodes: list[list[tuple[int, float, int]]] = [[] for _ in members]
+        sums = torch.zeros(self.k, len(_STATS), dtype=torch.float64)
+        explained = np.zeros(self.k)
+        diverged: list[DivergenceError | None] = [None] * self.k
+        updates = rollouts = 0
+        rows = torch.arange(self.k)[:, None]
+        start_step, start_time = self.global_step, time.perf_counter()
+        while self.global_step < until:
+            if c.anneal_lr:
+                frac = max(0.0, 1.0 - self.global_step / c.total_steps)
+                for group in self._optimizer.param_groups:
+                    group["lr"] = frac * c.learning_rate
+            batch, counts = self._rollout(envs, [m._state for m in members], c.num_steps,
+                                          [m.torch_rng for m in members], episodes, True,
+                                          list(range(self.k)))
+            for k, m in enumerate(members):
+                m.last_rollout = {key: v[k, : counts[k]] for key, v in batch.items()}
+
+            for _epoch in range(c.update_epochs):
+                splits = [np.array_split(m.rng.permutation(int(n)), c.num_minibatches)
+                          for m, n in zip(members, counts, strict=True)]
+                for j in range(c.num_minibatches):
+                    parts = [split[j] for split in splits]
+                    lengths = [len(p) for p in parts]
+                    width = max(lengths)
+                    idx = np.zeros((self.k, width), dtype=np.int64)
+                    mask = torch.zeros(self.k, width)
+                    for k, p in enumerate(parts):
+                        idx[k, : len(p)] = p
+                        mask[k, : len(p)] = 1.0
+                    index = torch.from_numpy(idx)
+                    minibatch = {key: v[rows, index] for key, v in batch.items()}
+                    loss, stats = self._losses(minibatch, mask, lengths)
+                    self._check_loss(loss, diverged)
+                    norms = self._optimizer_step(loss)
+                    sums += torch.stack([*stats, norms], 1)
+                    updates += 1
+                if c.target_kl is not None and stats[3][0].item() > c.target_kl:
+                    break
+            for k, hooks in enumerate(self._hooks["after_update"]):
+                for mitigation in hooks:
+                    mitigation.after_update(members[k], members[k].last_rollout)
+            for k, m in enumerate(members):
+                values, returns = m.last_rollout["values"], m.last_rollout["returns"]
+                var_returns = returns.var(correction=0).item()
+                residual = (returns - values).var(correction=0).item()
+                explained[k] += 1.0 - residual / var_returns if var_returns > 0 else float("nan")
+            rollouts += 1
+        for k, m in enumerate(members):
+            if diverged[k] is None:
+                try:
+                    common.check_parameters_finite(self.global_step, m.networks())
+                except DivergenceError as err:
+                    diverged[k] = err
+        if single and diverged[0] is not None:
+            raise diverged[0]
+        elapsed = max(time.perf_counter() - start_time, 1e-9)
+        results = []
+        for k in range(self.k):
+            metrics: dict[str, float] = {}
+            if updates:
+                metrics = dict(zip(_STATS, (sums[k] / updates).tolist(), strict=True))
+                metrics["losses/explained_variance"] = float(explained[k] / rollouts)
+            metrics["charts/learning_rate"] = self._optimizer.param_groups[0]["lr"]
+            metrics["charts/sps"] = (self.global_step - start_step) / elapsed
+            results.append(LearnResult(self.global_step, episodes[k], metrics, updates, diverged[k]))
+        return results[0] if single else results
+
+    def _losses(self, mb: Batch, mask: Tensor, lengths: list[int]) -> tuple[Tensor, list[Tensor]]:
+        """Per-member ``(K,)`` PPO losses of a padded ``(K, M)`` minibatch (means over each
+        member's own rows, as :meth:`PPOMember.policy_loss` + ``value_loss`` compute them),
+        and the per-member diagnostics in the order of :data:`_STATS` (without grad norm)."""
+        c = self.config
+        count = torch.tensor(lengths, dtype=mask.dtype)
+        new_logprob, entropy = self._policy().log_prob_entropy(
+            self._actor.forward(mb["obs"], lengths), mb["actions"])
+        log_ratio = new_logprob - mb["logprobs"]
+        ratio = log_ratio.exp()
+        advantages = mb["advantages"]
+        if c.norm_adv:
+            mean = _masked_mean(advantages, mask, count).unsqueeze(-1)
+            var = _masked_mean((advantages - mean).square(), mask, (count - 1).clamp(min=1))
+            normalized = (advantages - mean) / (var.sqrt().unsqueeze(-1) + 1e-8)
+            advantages = torch.where(count.unsqueeze(-1) > 1, normalized, advantages)
+        pg_loss = _masked_mean(torch.max(
+            -advantages * ratio, -advantages * ratio.clamp(1 - c.clip_coef, 1 + c.clip_coef)
+        ), mask, count)
+        entropy = _masked_mean(entropy, mask, count)
+        new_value = self._critic.forward(mb["obs"], lengths).squeeze(-1)
+        returns = mb["returns"]
+        if c.clip_vloss:
+            clipped = mb["values"] + (new_value - mb["values"]).clamp(-c.clip_coef, c.clip_coef)
+            error = torch.max((new_value - returns).square(), (clipped - returns).square())
+        else:
+            error = (new_value - returns).square()
+        v_loss = 0.5 * _masked_mean(error, mask, count)
+        with torch.no_grad():
+            stats = [pg_loss.detach(), entropy.detach(),
+                     _masked_mean(-log_ratio, mask, count),
+                     _masked_mean((ratio - 1) - log_ratio, mask, count),
+                     _masked_mean(((ratio - 1.0).abs() > c.clip_coef).float(), mask, count),
+                     v_loss.detach()]
+        return pg_loss - c.ent_coef * entropy + c.vf_coef * v_loss, stats
+
+    def _check_loss(self, loss: Tensor, diverged: list) -> None:
+        if not bool(torch.isfinite(loss).all()):
+            for k, value in enumerate(loss.tolist()):
+                if diverged[k] is None and not math.isfinite(value):
+                    diverged[k] = DivergenceError(self.global_step, "loss", value)
+            if self.k == 1:
+                raise diverged[0]
+
+    def _optimizer_step(self, loss: Tensor) -> Tensor:
+        """Backward of the summed member losses, per-member clipping, hooks, Adam; the
+        per-member gradient norms before clipping."""
+        self._actor.clear_grads()
+        self._critic.clear_grads()
+        loss.sum().backward()
+        self._actor.finish_backward()
+        self._critic.finish_backward()
+        for p in self._params:
+            if p.grad is None:
+                p.grad = torch.zeros_like(p)
+        norms = population.clip_per_member(self._params, self.config.max_grad_norm)
+        for k, hooks in enumerate(self._hooks["before_optimizer_step"]):
+            if hooks:
+                self._actor.link_grads(k)
+                self._critic.link_grads(k)
+                for m in hooks:
+                    m.before_optimizer_step(self.members[k])
+        self._optimizer.step()
+        for k, hooks in enumerate(self._hooks["after_step"]):
+            for m in hooks:
+                m.after_step(self.members[k])
+        return norms
+
+    def _forward(self, net: StackedMLP, x: Tensor, ks: list[int]) -> Tensor:
+        """Outputs of members ``ks`` (all of them, or one) without autograd or hooks."""
+        if len(ks) == self.k:
+            return net.inference(x)
+        return net.member_inference(ks[0], x[0]).unsqueeze(0)
+
+    def _rollout(
+        self,
+        envs: list[VectorEnv],
+        states: list[_RolloutState],
+        num_steps: int,
+        generators: list[torch.Generator],
+        episodes: list[list],
+        train: bool,
+        ks: list[int],
+    ) -> tuple[Batch, np.ndarray]:
+        """Step each member ``ks[i]``'s ``envs[i]`` ``num_steps`` times under its policy; the
+        GAE batch of real steps, padded ``(len(ks), max real steps, ...)``, and the numbers
+        of real steps.
+
+        ``train`` advances ``global_step`` and updates normalisation statistics; a side
+        rollout (``train=False``, one member) only reads them.
+        """
+        c = self.config
+        members = [self.members[k] for k in ks]
+        m_count, n = len(ks), envs[0].num_envs
+        same_step = envs[0].metadata.get("autoreset_mode") == AutoresetMode.SAME_STEP
+        if self.continuous:
+            log_std = self._actor.param("log_std").detach()
+            policy = GaussianPolicy(log_std.unsqueeze(1) if len(ks) == self.k
+                                    else log_std[ks[0]].view(1, 1, -1))
+        else:
+            policy = CategoricalPolicy()
+        # numpy storage: per-step writes into numpy are much cheaper than torch indexing.
+        shape = (num_steps, m_count, n)
+        obs = np.zeros((*shape, *self.obs_shape), dtype=np.float32)
+        action_dtype = np.float32 if self.continuous else np.int64
+        actions = np.zeros((*shape, *self.action_space.shape), dtype=action_dtype)
+        logprobs = np.zeros(shape, dtype=np.float32)
+        values = np.zeros((num_steps + 1, m_count, n), dtype=np.float32)
+        rewards = np.zeros(shape, dtype=np.float32)
+        terminated = np.zeros(shape, dtype=np.float32)
+        ends = np.zeros(shape, dtype=np.float32)
+        valid = np.ones(shape, dtype=bool)
+        final_values: dict[tuple[int, int, int], float] = {}
+        next_obs = np.stack([m._normalize_obs(s.obs, update=False)
+                             for m, s in zip(members, states, strict=True)])
+        for t in range(num_steps):
+            obs[t] = next_obs
+            for i, s in enumerate(states):
+                valid[t, i] = ~s.resetting
+            with torch.inference_mode():
+                x = torch.from_numpy(next_obs)
+                action, logprob = policy.sample(self._forward(self._actor, x, ks), generators)
+                values[t] = self._forward(self._critic, x, ks).squeeze(-1).numpy()
+            env_actions = actions[t] = action.numpy()
+            logprobs[t] = logprob.numpy()
+            if self.continuous:
+                env_actions = np.clip(env_actions, self._low, self._high)
+            if train:
+                self.global_step += n
+            for i, (env, m, s) in enumerate(zip(envs, members, states, strict=True)):
+                raw_obs, reward, term, trunc, info = env.step(env_actions[i])
+                done = term | trunc
+                s.episodes.step(reward, done, self.global_step, episodes[i],
+                                counted=None if same_step else valid[t, i])
+                if m.reward_normalizer is not None:
+                    reward = m.reward_normalizer(reward, done, update=train)
+                rewards[t, i], terminated[t, i], ends[t, i] = reward, term, done
+                if same_step and trunc.any():  # the reset obs replaced the final one: value it
+                    for j in np.flatnonzero(trunc & ~term):
+                        final = m._normalize_obs(info["final_obs"][j][None], update=False)
+                        final_values[(t, i, j)] = self._critic.member_inference(
+                            ks[i], torch.from_numpy(final)).item()
+                s.obs = raw_obs
+                s.resetting = np.zeros(n, dtype=bool) if same_step else done
+                next_obs[i] = m._normalize_obs(raw_obs, update=train)
+        with torch.inference_mode():
+            values[num_steps] = self._forward(self._critic, torch.from_numpy(next_obs),
+                                              ks).squeeze(-1).numpy()
+
+        # GAE. next_values[t] is V of the state after step t: in NEXT_STEP mode obs[t+1] is
+        # the final observation of an ended episode, so truncation bootstraps from it.
+        next_values = values[1:].copy()
+        for (t, i, j), v in final_values.items():
+            next_values[t, i, j] = v
+        advantages = np.zeros(shape, dtype=np.float32)
+        last_gae = np.zeros((m_count, n), dtype=np.float32)
+        for t in reversed(range(num_steps)):
+            delta = rewards[t] + c.gamma * next_values[t] * (1.0 - terminated[t]) - values[t]
+            last_gae = delta + c.gamma * c.gae_lambda * (1.0 - ends[t]) * last_gae
+            advantages[t] = last_gae
+        returns = advantages + values[:-1]
+
+        fields = {"obs": obs, "actions": actions, "logprobs": logprobs, "advantages": advantages,
+                  "returns": returns, "values": values[:-1]}
+        keep = [valid[:, i].reshape(-1) for i in range(m_count)]
+        counts = np.array([int(k.sum()) for k in keep])
+        width = int(counts.max())
+        out = {}
+        for key, array in fields.items():
+            padded = np.zeros((m_count, width, *array.shape[3:]), dtype=array.dtype)
+            for i in range(m_count):
+                padded[i, : counts[i]] = array[:, i].reshape(-1, *array.shape[3:])[keep[i]]
+            out[key] = torch.from_numpy(padded)
+        return out, counts
+
+    # ------------------------------------------------------------------ oracle and state
+
+    def on_task_switch(self, policy: ShiftPolicy) -> None:
+        """Apply the oracle knobs of ``policy`` to every member, then each member's
+        mitigations' ``on_task_switch``.
+
+        PPO has no epsilon schedule, replay buffer or target network: those knobs must stay
+        "keep". ``reinitialize`` re-draws both networks (and log-std) and resets Adam;
+        normalisation statistics are kept.
+        """
+        for knob in ("exploration", "buffer", "target"):
+            if getattr(policy, knob) != "keep":
+                raise AgentError(
+                    f"PPO has no {knob} to change: shift policy {knob}={getattr(policy, knob)!r}; "
+                    "valid: 'keep'"
+                )
+        if policy.reinitialize:
+            for m in self.members:
+                m.actor.reset_parameters(m.torch_rng)
+                m.critic.reset_parameters(m.torch_rng)
+                if self.continuous:
+                    with torch.no_grad():
+                        m.actor.log_std.fill_(m.config.init_log_std)
+            common.reset_optimizer(self._optimizer)
+            for m in self.members:
+                for mitigation in m.mitigations:
+                    mitigation.attach(m)
+        if policy.optimizer == "reset":
+            common.reset_optimizer(self._optimizer)
+        for m in self.members:
+            for mitigation in m.mitigations:
+                mitigation.on_task_switch(m)
+
+    def state_dict(self) -> dict[str, Any]:
+        """A single run: its member's checkpoint; a population: ``{"members": [...]}``."""
+        if self.k == 1:
+            return self.members[0].state_dict()
+        return {"members": [m.state_dict() for m in self.members]}
+
+    def load_state_dict(self, state: dict[str, Any],
+                        env: VectorEnv | Sequence[VectorEnv] | None = None) -> None:
+        """Restore a checkpoint of :meth:`state_dict`. Without ``envs`` the next ``learn``
+        resets the envs; with ``env`` (one vector env per member restored to its state at
+        the checkpoint; the env itself for a single run) every member continues its episodes in progress exactly."""
+        states = [state] if self.k == 1 else state["members"]
+        if len(states) != self.k:
+            raise AgentError(f"checkpoint has {len(states)} members, the population {self.k}")
+        envs = [env] if isinstance(env, VectorEnv) or env is None else list(env)
+        envs = envs * self.k if env is None else envs
+        for m, member_state, env in zip(self.members, states, envs, strict=True):
+            m.load_state_dict(member_state, env)

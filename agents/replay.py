@@ -16,10 +16,16 @@ truncated) or at the newest stored transition. The batch then holds
 
 so the TD target is ``rewards + discounts * max_a Q_target(next_obs, a)`` for any n
 (a truncated episode still bootstraps, a terminated one does not).
+
+A population of ``members`` runs keeps their buffers in one set of arrays with a leading
+member axis: member k's buffer is row k. Members add a transition each at every step, so
+they share the write position and size; :meth:`ReplayBuffer.sample` draws each member's
+indices with that member's generator and gathers all members at once.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -29,7 +35,8 @@ from agents.base import AgentError, Batch
 
 
 class ReplayBuffer:
-    """Ring buffer of ``capacity`` transitions ``(s, a, r, s', terminated, truncated)``."""
+    """Ring buffer of ``capacity`` transitions ``(s, a, r, s', terminated, truncated)`` for
+    each of ``members`` runs (arrays ``(members, capacity, ...)``)."""
 
     def __init__(
         self,
@@ -38,6 +45,7 @@ class ReplayBuffer:
         obs_dtype: np.dtype | type = np.float32,
         n_step: int = 1,
         gamma: float = 0.99,
+        members: int = 1,
     ) -> None:
         if capacity <= 0:
             raise AgentError(f"replay capacity must be a positive integer, got {capacity!r}")
@@ -46,12 +54,16 @@ class ReplayBuffer:
         self.capacity = int(capacity)
         self.n_step = int(n_step)
         self.gamma = float(gamma)
-        self.obs = np.zeros((capacity, *obs_shape), dtype=obs_dtype)
-        self.next_obs = np.zeros((capacity, *obs_shape), dtype=obs_dtype)
-        self.actions = np.zeros(capacity, dtype=np.int64)
-        self.rewards = np.zeros(capacity, dtype=np.float32)
-        self.terminated = np.zeros(capacity, dtype=np.bool_)
-        self.ends = np.zeros(capacity, dtype=np.bool_)  # terminated or truncated
+        self.members = int(members)
+        shape = (self.members, self.capacity)
+        self.obs = np.zeros((*shape, *obs_shape), dtype=obs_dtype)
+        self.next_obs = np.zeros((*shape, *obs_shape), dtype=obs_dtype)
+        self.actions = np.zeros(shape, dtype=np.int64)
+        self.rewards = np.zeros(shape, dtype=np.float32)
+        self.terminated = np.zeros(shape, dtype=np.bool_)
+        self.ends = np.zeros(shape, dtype=np.bool_)  # terminated or truncated
+        self._flat = {f: getattr(self, f).reshape(-1, *getattr(self, f).shape[2:])
+                      for f in self._FIELDS}  # views: (members * capacity, ...)
         self.pos = 0
         self.size = 0
         self._powers = self.gamma ** np.arange(self.n_step + 1, dtype=np.float64)
@@ -74,14 +86,16 @@ class ReplayBuffer:
         terminated: bool,
         truncated: bool,
     ) -> None:
-        """Store one transition; ``next_obs`` is the true successor (the final obs at an end)."""
+        """Store one transition per member (arguments with a leading member axis; a single
+        buffer also takes them without); ``next_obs`` is the true successor (the final obs
+        at an end)."""
         p = self.pos
-        self.obs[p] = obs
-        self.next_obs[p] = next_obs
-        self.actions[p] = action
-        self.rewards[p] = reward
-        self.terminated[p] = terminated
-        self.ends[p] = terminated or truncated
+        self.obs[:, p] = obs
+        self.next_obs[:, p] = next_obs
+        self.actions[:, p] = action
+        self.rewards[:, p] = reward
+        self.terminated[:, p] = terminated
+        self.ends[:, p] = np.logical_or(terminated, truncated)
         self.pos = (p + 1) % self.capacity
         self.size = min(self.size + 1, self.capacity)
 
@@ -90,55 +104,81 @@ class ReplayBuffer:
         self.pos = 0
         self.size = 0
 
-    def sample(self, batch_size: int, rng: np.random.Generator) -> Batch:
-        """``batch_size`` transitions drawn uniformly with replacement using ``rng``."""
+    def sample(
+        self, batch_size: int, rng: np.random.Generator | Sequence[np.random.Generator]
+    ) -> Batch:
+        """``batch_size`` transitions per member drawn uniformly with replacement, member k's
+        with ``rngs[k]``: a ``(members, batch_size, ...)`` batch. A single buffer takes one
+        generator and gives a ``(batch_size, ...)`` batch."""
         if self.size == 0:
             raise AgentError("cannot sample from an empty replay buffer")
-        return self.gather(rng.integers(0, self.size, size=batch_size))
+        if isinstance(rng, np.random.Generator):
+            return self.gather(rng.integers(0, self.size, size=batch_size))
+        return self.gather(np.stack([g.integers(0, self.size, size=batch_size) for g in rng]))
 
-    def gather(self, idx: np.ndarray) -> Batch:
-        """The n-step batch for stored indices ``idx`` (see the module docstring)."""
+    def gather(self, idx: np.ndarray, member: int | None = None) -> Batch:
+        """The n-step batch for stored indices ``idx`` (see the module docstring): ``idx``
+        ``(members, B)`` gives a ``(members, B, ...)`` batch; ``idx`` ``(B,)`` gives
+        ``member``'s batch (default: the only member of a single buffer)."""
+        if idx.ndim == 1:
+            if member is None:
+                if self.members != 1:
+                    raise AgentError(f"gather from a buffer of {self.members} members: name the member")
+                member = 0
+            batch = self._gather(idx[None], np.array([[member]]))
+            return {k: v[0] for k, v in batch.items()}
+        return self._gather(idx, np.arange(self.members)[:, None])
+
+    def _gather(self, idx: np.ndarray, rows: np.ndarray) -> Batch:
+        # 1-D takes on the flattened (members * capacity) arrays: much cheaper than 2-D
+        # fancy indexing. ``base`` is the flat index of slot 0 of each member's ring.
+        cap = self.capacity
+        base = rows * cap
+        flat = self._flat
         if self.n_step == 1:
-            rewards = self.rewards[idx].astype(np.float32)
+            rewards = flat["rewards"][base + idx]
             last = idx
-            discounts = self.gamma * ~self.terminated[last]
+            discounts = self.gamma * ~flat["terminated"][base + last]
         else:
             offsets = np.arange(self.n_step)
-            window = (idx[:, None] + offsets) % self.capacity
-            newer = (self.pos - 1 - idx) % self.capacity  # transitions stored after idx
-            ends = self.ends[window]
-            ended_before = (np.cumsum(ends, axis=1) - ends) > 0
-            include = (offsets[None, :] <= newer[:, None]) & ~ended_before
-            k = include.sum(axis=1)
-            rewards = (self.rewards[window] * self._powers[: self.n_step] * include).sum(axis=1)
-            last = window[np.arange(len(idx)), k - 1]
-            discounts = self._powers[k] * ~self.terminated[last]
+            window = (idx[..., None] + offsets) % cap
+            newer = (self.pos - 1 - idx) % cap  # transitions stored after idx
+            window_flat = base[..., None] + window
+            ends = flat["ends"][window_flat]
+            ended_before = (np.cumsum(ends, axis=-1) - ends) > 0
+            include = (offsets <= newer[..., None]) & ~ended_before
+            k = include.sum(axis=-1)
+            rewards = (flat["rewards"][window_flat] * self._powers[: self.n_step] * include).sum(axis=-1)
+            last = np.take_along_axis(window, (k - 1)[..., None], axis=-1)[..., 0]
+            discounts = self._powers[k] * ~flat["terminated"][base + last]
         return {
-            "obs": torch.from_numpy(self.obs[idx]).float(),
-            "actions": torch.from_numpy(self.actions[idx]),
+            "obs": torch.from_numpy(flat["obs"][base + idx]).float(),
+            "actions": torch.from_numpy(flat["actions"][base + idx]),
             "rewards": torch.from_numpy(np.asarray(rewards, dtype=np.float32)),
-            "next_obs": torch.from_numpy(self.next_obs[last]).float(),
+            "next_obs": torch.from_numpy(flat["next_obs"][base + last]).float(),
             "discounts": torch.from_numpy(np.asarray(discounts, dtype=np.float32)),
         }
 
-    def state_dict(self) -> dict[str, Any]:
+    def state_dict(self, member: int = 0) -> dict[str, Any]:
+        """Member ``member``'s buffer, in the format of a single run's."""
         n = self.size
         # Only the filled part is saved; positions are kept so sampling resumes identically.
         return {
             "capacity": self.capacity,
             "pos": self.pos,
             "size": n,
-            **{f: getattr(self, f)[:n].copy() for f in self._FIELDS},
+            **{f: getattr(self, f)[member, :n].copy() for f in self._FIELDS},
         }
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
+    def load_state_dict(self, state: dict[str, Any], member: int = 0) -> None:
+        """Restore member ``member`` (members share position and size: load them all)."""
         if state["capacity"] != self.capacity:
             raise AgentError(
                 f"replay checkpoint capacity {state['capacity']} != buffer_size {self.capacity}"
             )
         n = state["size"]
         for f in self._FIELDS:
-            getattr(self, f)[:n] = state[f]
+            getattr(self, f)[member, :n] = state[f]
         self.pos = state["pos"]
         self.size = n
 

@@ -76,8 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="run or sweep directories, or a report's tables directory")
     report.add_argument("--out", help="report directory (with --study: default docs)")
     report.add_argument("--study", action="store_true",
-                        help="DIRs are the study's sweep directories: write OUT/results.md and "
-                             "OUT/figures/ (see README, 'Reproducing the study')")
+                        help="DIRs are the study's sweep directories (or their tables, "
+                             "OUT/tables/<study>): write OUT/results.md, OUT/figures/, "
+                             "OUT/tables/, OUT/configs/ (see README, 'Reproducing the study')")
     report.add_argument("--allow-mixed-commits", action="store_true",
                         help="build from runs made by different code commits (listed in the "
                              "report); without it such input is refused")
@@ -174,25 +175,25 @@ def cmd_sweep(ns: argparse.Namespace) -> int:
 
 
 def write_report(paths: list[Path], out: Path | None, allow_mixed_commits: bool = False) -> Path:
-    # Provided by experiments/report.py (the analysis/report issue): continual vs fresh
-    # return per task and probe trajectories, written next to the runs.
-    from experiments.report import write_report as _write
+    """The generic report of the report engine (experiments/reporting/build.py)."""
+    from experiments.reporting.build import write_report as _write
 
     return _write(paths, out, allow_mixed_commits=allow_mixed_commits)
 
 
 def cmd_report(ns: argparse.Namespace) -> int:
-    if ns.study:
-        from experiments.study_report import study_report_command
-
-        results = study_report_command(ns.paths, ns.out,
-                                       allow_mixed_commits=ns.allow_mixed_commits)
-        print(f"results: {results}")
-        return 0
     paths = [Path(p) for p in ns.paths]
     for path in paths:
         if not path.is_dir():
-            raise ConfigError(f"report: {str(path)!r} is not a directory; give run or sweep directories")
+            raise ConfigError(f"report: {str(path)!r} is not a directory; give run or sweep "
+                              "directories, or a tables directory a report wrote")
+    if ns.study:
+        from experiments.reporting.build import write_study_report
+
+        results = write_study_report(paths, ns.out or "docs",
+                                     allow_mixed_commits=ns.allow_mixed_commits)
+        print(f"results: {results}")
+        return 0
     out = Path(ns.out) if ns.out else None
     print(f"report: {write_report(paths, out, ns.allow_mixed_commits)}")
     return 0

@@ -1,4 +1,4 @@
-"""Per-shift adaptation metrics, the warm - fresh gap, and the probes taken at each shift.
+"""Per-shift adaptation metrics: how fast, and how well, a run recovers after each shift.
 
 Segments. ``shifts.jsonl`` gives the switch steps ``s_1 < s_2 < ...``; segment 0 is task 0
 (steps ``[0, s_1]``), segment ``k >= 1`` runs from ``s_k`` to ``s_{k+1}`` (the last one to the
@@ -29,28 +29,14 @@ For the shift into segment ``k >= 1`` with ``N = AdaptationSpec.window`` episode
 * ``mean_return``: plain mean return of the segment's episodes; ``final_return``: mean of
   its last ``N`` episodes.
 
-Fresh reference. A run with ``reference = "fresh"`` (networks, optimiser and exploration
-re-initialised at every switch) is the reference of a ``"continual"`` run when env id,
-agent algorithm, seed, total steps and schedule period are all equal (values missing from
-both configs count as equal). ``gap_<m>(k) = m(continual, k) - m(fresh, k)`` for ``m`` in
-:data:`GAP_METRICS`. For ``steps_to_threshold``: both observed -> the difference; continual
-censored and fresh observed -> censored with lower bound ``segment length - fresh``;
-otherwise (fresh censored) undefined (NaN), since only a bound in the wrong direction is
-known.
-
-Probes. For the shift at step ``s`` from task ``a`` to ``b``: the ``"pre"`` probe row at
-step ``s`` (task ``a``) and the ``"init"`` probe row at step ``s`` (task ``b``), per network;
-when no row has exactly step ``s``, the row of that phase with the matching task id nearest
-to ``s``. Each metric becomes the column ``"<phase>/<network>/<metric>"``.
+The warm - fresh gap and the probes at each shift are the report's business: see
+:mod:`experiments.reporting.references` and :mod:`experiments.reporting.frame`.
 """
 
 from __future__ import annotations
 
-import csv
 import math
-from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -66,21 +52,12 @@ __all__ = [
     "spec_for",
     "adaptation_frame",
     "ADAPTATION_METRICS",
-    "GAP_METRICS",
     "segment_of_episodes",
     "shift_metrics",
-    "segment_returns",
-    "match_fresh",
-    "adaptation_table",
-    "probe_columns",
-    "rank_value",
-    "write_csv",
 ]
 
 ADAPTATION_METRICS = ("pre_level", "drop", "steps_to_threshold", "auc", "mean_return",
                       "final_return")
-GAP_METRICS = ("drop", "steps_to_threshold", "auc", "mean_return", "final_return")
-_PROBE_META = {"step", "task_id", "phase", "network", "data", "time", "wall_time"}
 
 
 @dataclass(frozen=True)
@@ -250,145 +227,3 @@ def adaptation_frame(data: RunData, spec: AdaptationSpec | None = None) -> pd.Da
             out.update(row)
             rows.append(out)
     return canonical("adaptation", pd.DataFrame(rows))
-
-
-def segment_returns(run: Run, spec: AdaptationSpec | None = None) -> dict[int, float]:
-    """Mean return of every segment, segment 0 included (for per-task bar charts)."""
-    seg = segment_of_episodes(run)
-    return {k: _mean(run.episodes["return"][seg == k]) for k in range(len(run.shifts) + 1)}
-
-
-def probe_columns(run: Run, shift: dict[str, Any]) -> dict[str, float]:
-    """The ``"pre"`` and ``"init"`` probe values at ``shift`` as ``"<phase>/<net>/<metric>"``."""
-    s = int(shift["step"])
-    wanted = {"pre": shift.get("from_task"), "init": shift.get("to_task")}
-    out: dict[str, float] = {}
-    for phase, task in wanted.items():
-        candidates = [r for r in run.probes if r.get("phase") == phase]
-        by_network: dict[str, dict[str, Any]] = {}
-        for row in candidates:
-            net = str(row.get("network", "net"))
-            exact = int(row["step"]) == s
-            task_ok = task is not None and row.get("task_id") == task
-            if not (exact or task_ok):
-                continue
-            best = by_network.get(net)
-            if best is None or _closer(row, best, s):
-                by_network[net] = row
-        for net, row in sorted(by_network.items()):
-            for key, value in row.items():
-                if key in _PROBE_META or isinstance(value, bool):
-                    continue
-                if isinstance(value, (int, float)) or value is None:
-                    out[f"{phase}/{net}/{key}"] = math.nan if value is None else float(value)
-    return out
-
-
-def _closer(row: dict[str, Any], best: dict[str, Any], s: int) -> bool:
-    return abs(int(row["step"]) - s) < abs(int(best["step"]) - s)
-
-
-def _match_key(run: Run) -> tuple[Any, ...]:
-    return (run.env_id, run.algo, run.seed, run.steps, run.period)
-
-
-def match_fresh(runs: Sequence[Run]) -> dict[str, Run]:
-    """Map each continual run's name to its fresh reference run (rule: module docstring).
-    When several fresh runs match, the first by directory name is used."""
-    fresh = sorted((r for r in runs if r.reference == "fresh"), key=lambda r: r.name)
-    out = {}
-    for run in runs:
-        if run.reference != "continual":
-            continue
-        for ref in fresh:
-            if _match_key(ref) == _match_key(run):
-                out[run.name] = ref
-                break
-    return out
-
-
-def _gap(metric: str, cont: dict[str, Any], ref: dict[str, Any]) -> tuple[float, bool]:
-    """(gap value, censored) for one metric; see the module docstring for the censoring rule."""
-    if metric != "steps_to_threshold":
-        return float(cont[metric]) - float(ref[metric]), False
-    c_obs = cont["steps_to_threshold"] is not None and not cont["censored"]
-    r_obs = ref["steps_to_threshold"] is not None and not ref["censored"]
-    c_val, r_val = cont["steps_to_threshold"], ref["steps_to_threshold"]
-    if c_obs and r_obs and math.isfinite(c_val) and math.isfinite(r_val):
-        return float(c_val - r_val), False
-    if cont["censored"] and r_obs and math.isfinite(r_val):
-        return math.nan, True
-    return math.nan, False
-
-
-def adaptation_table(runs: Iterable[Run],
-                     spec: AdaptationSpec | None = None) -> list[dict[str, Any]]:
-    """One row per run x shift: identity columns, the metrics of :func:`shift_metrics`, the
-    warm - fresh gaps (``gap_<metric>``, ``gap_steps_censored``, ``gap_steps_lower_bound``,
-    ``fresh_run``; NaN/None without a matching fresh run) and the joined probe columns.
-
-    Every run passed is tabulated, whatever its status (``status`` column); the report drops
-    partial and diverged runs before the statistics.
-    """
-    runs = list(runs)
-    spec = spec or AdaptationSpec()
-    per_run = {run.name: shift_metrics(run, spec) for run in runs}
-    fresh_of = match_fresh(runs)
-    table = []
-    for run in runs:
-        ref = fresh_of.get(run.name)
-        ref_rows = {r["segment"]: r for r in per_run[ref.name]} if ref is not None else {}
-        for row, shift in zip(per_run[run.name], run.shifts, strict=True):
-            out: dict[str, Any] = {
-                "run": run.name, "arm": run.arm, "seed": run.seed, "reference": run.reference,
-                "status": run.status, "env_id": run.env_id, "algo": run.algo,
-            }
-            out.update(row)
-            ref_row = ref_rows.get(row["segment"])
-            out["fresh_run"] = ref.name if ref_row is not None else None
-            for metric in GAP_METRICS:
-                value, censored = _gap(metric, row, ref_row) if ref_row else (math.nan, False)
-                out[f"gap_{metric}"] = value
-                if metric == "steps_to_threshold":
-                    out["gap_steps_censored"] = censored
-                    out["gap_steps_lower_bound"] = (
-                        row["segment_steps"] - ref_row["steps_to_threshold"] if censored else None)
-            out.update(probe_columns(run, shift))
-            table.append(out)
-    return table
-
-
-def rank_value(row: dict[str, Any], column: str) -> float:
-    """The value of ``column`` for rank statistics: censored steps become ``+inf`` (the worst
-    rank, all censored tied); a missing or undefined value is NaN."""
-    if column == "steps_to_threshold" and row.get("censored"):
-        return math.inf
-    if column == "gap_steps_to_threshold" and row.get("gap_steps_censored"):
-        return math.inf
-    value = row.get(column)
-    if value is None or isinstance(value, (bool, str)):
-        return math.nan
-    return float(value)
-
-
-def _csv_cell(value: Any) -> Any:
-    if value is None:
-        return ""
-    if isinstance(value, float) and math.isnan(value):
-        return ""
-    return value
-
-
-def write_csv(rows: Sequence[dict[str, Any]], path: str | Path) -> Path:
-    """Write rows (union of keys, first-seen order) as CSV; None/NaN become empty cells, so a
-    censored ``steps_to_threshold`` is empty next to ``censored = True``."""
-    path = Path(path)
-    columns: list[str] = []
-    for row in rows:
-        columns.extend(k for k in row if k not in columns)
-    with path.open("w", newline="", encoding="utf-8") as fh:
-        writer = csv.DictWriter(fh, fieldnames=columns)
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({k: _csv_cell(row.get(k)) for k in columns})
-    return path

@@ -8,6 +8,9 @@ A study file (``experiments/studies/*.toml``, a sweep file) may carry, besides t
     oracle_arms = ["head_reset"]                 # told about the switch (labelled "oracle")
     negative_control = false                     # the study is meant as a negative control
     primary_target = "mean_return"               # adaptation column of the gap and exploration
+    exploratory_probes = ["features/hidden.1/effective_rank"]  # init probes shown as
+                                                 # exploratory besides the declared ones
+                                                 # (default: every init probe)
     threshold = 0.8                              # absolute recovery threshold (else relative)
     max_return = 1.0                             # AUC normaliser in absolute mode
     limitations = ["...", "..."]                 # printed before the limitations derived from runs
@@ -22,7 +25,7 @@ A study file (``experiments/studies/*.toml``, a sweep file) may carry, besides t
     [[hypotheses]]                               # confirmatory: one family, Holm's rule
     id = "H1"
     statement = "lower value eps-rank at init predicts slower adaptation"   # optional
-    kind = "within_arm"          # within_arm | between_arms | trend
+    kind = "within_arm"          # within_arm | between_arms | trend | dose_response
     probe = "hessian/eps_rank"   # probe metric (a probes.jsonl column)
     phase = "init"               # pre | init | trained_once | cadence (default init)
     network = "value"            # q | policy | value | actor_critic
@@ -31,6 +34,8 @@ A study file (``experiments/studies/*.toml``, a sweep file) may carry, besides t
     sign = "+"                   # expected sign: "+" or "-" (see below)
     arms = ["continual"]         # one test per arm
     versus = "fresh"             # between_arms only: the arm compared with
+    versus_phase = "trained_once"  # between_arms, optional: the versus arm's probe phase
+    doses = [1e-6, 1e-4, 1e-3]   # dose_response only: the dose of each arm, in order
     scale = "ranks"              # within_arm / trend: ranks (default) or raw
 
 Kinds and what ``sign`` is the sign of:
@@ -41,8 +46,13 @@ Kinds and what ``sign`` is the sign of:
   with the same expected sign, in the same family.
 * ``between_arms``: ``mean(arm) - mean(versus)`` of the probe (when ``probe`` is given) or of
   ``target``, seed-cluster bootstrap.
+  With ``versus_phase`` the versus arm's probe is taken at that phase (e.g. the continual
+  network at ``init`` against the fresh arm's ``trained_once`` network).
 * ``trend``: the coefficient of the task index in ``quantity ~ task_index + (1 | seed)``
   (quantity = the probe when given, else ``target``).
+* ``dose_response``: the coefficient of the dose in ``quantity ~ dose + task_index +
+  (1 | seed)`` over the rows of all listed arms (``doses[i]`` is the dose of ``arms[i]``;
+  one test for the whole list).
 
 Every declared test of a study is one family; Holm's rule keeps the family-wise error at
 ``alpha`` (0.05). A verdict is "supported" (adjusted p < alpha, estimate of the declared
@@ -69,17 +79,17 @@ __all__ = [
     "DATA",
 ]
 
-KINDS = ("within_arm", "between_arms", "trend")
+KINDS = ("within_arm", "between_arms", "trend", "dose_response")
 PHASES = ("pre", "init", "trained_once", "cadence")
 NETWORKS = ("q", "policy", "value", "actor_critic")
 DATA = ("on_policy", "fixed")
 SIGNS = ("+", "-")
 SCALES = ("ranks", "raw")
 REPORT_KEYS = ("key_arms", "comparison_arm", "oracle_arms", "negative_control",
-               "primary_target", "threshold", "max_return", "limitations", "stationary",
-               "references")
+               "primary_target", "exploratory_probes", "threshold", "max_return", "limitations",
+               "stationary", "references")
 HYPOTHESIS_KEYS = ("id", "statement", "kind", "probe", "phase", "network", "data", "target",
-                   "sign", "arms", "versus", "scale")
+                   "sign", "arms", "versus", "versus_phase", "doses", "scale")
 ALPHA = 0.05
 
 
@@ -97,6 +107,8 @@ class Hypothesis:
     network: str | None = None
     data: str = "on_policy"
     versus: str | None = None
+    versus_phase: str | None = None
+    doses: tuple[float, ...] = ()
     scale: str = "ranks"
     statement: str = ""
 
@@ -122,7 +134,10 @@ class Hypothesis:
             return (f"within an arm, a {up} {self.quantity} goes with a higher {self.target} "
                     "(within seeds, beyond the task index)")
         if self.kind == "between_arms":
-            return f"{self.quantity} is {up} in the arm than in {self.versus}"
+            phase = f" ({self.versus_phase})" if self.versus_phase else ""
+            return f"{self.quantity} is {up} in the arm than in {self.versus}{phase}"
+        if self.kind == "dose_response":
+            return f"{self.quantity} becomes {up} as the dose rises"
         return f"{self.quantity} becomes {up} with the task index"
 
 
@@ -146,6 +161,7 @@ class Declarations:
     oracle_arms: tuple[str, ...] = ()
     negative_control: bool = False
     primary_target: str = "mean_return"
+    exploratory_probes: tuple[str, ...] = ()
     threshold: float | None = None
     max_return: float | None = None
     limitations: tuple[str, ...] = ()
@@ -211,8 +227,19 @@ def _hypothesis(raw: Any, index: int) -> Hypothesis:
     if kind == "between_arms":
         if not isinstance(versus, str):
             raise ConfigError(f"{where}: kind = 'between_arms' needs versus = \"<arm>\"")
-    elif versus is not None:
-        raise ConfigError(f"{where}: versus is only for kind = 'between_arms'")
+    elif versus is not None or "versus_phase" in raw:
+        raise ConfigError(f"{where}: versus and versus_phase are only for kind = 'between_arms'")
+    if "versus_phase" in raw and probe is None:
+        raise ConfigError(f"{where}: versus_phase needs a probe")
+    doses = raw.get("doses")
+    if kind == "dose_response":
+        if (not isinstance(doses, list) or len(doses) != len(_names(where, "arms", raw["arms"]))
+                or not all(isinstance(d, (int, float)) and not isinstance(d, bool)
+                           for d in doses) or len(set(doses)) < 2):
+            raise ConfigError(f"{where}: doses = {doses!r}; kind = 'dose_response' needs one "
+                              "number per arm (at least two different doses)")
+    elif doses is not None:
+        raise ConfigError(f"{where}: doses is only for kind = 'dose_response'")
     if "scale" in raw and kind == "between_arms":
         raise ConfigError(f"{where}: scale is only for within_arm and trend (a difference of "
                           "means has no rank scale)")
@@ -226,6 +253,9 @@ def _hypothesis(raw: Any, index: int) -> Hypothesis:
         network=(_choice(where, "network", raw["network"], NETWORKS)
                  if "network" in raw else None),
         data=_choice(where, "data", raw.get("data", "on_policy"), DATA), versus=versus,
+        versus_phase=(_choice(where, "versus_phase", raw["versus_phase"], PHASES)
+                      if "versus_phase" in raw else None),
+        doses=tuple(float(d) for d in doses) if kind == "dose_response" else (),
         scale=_choice(where, "scale", raw.get("scale", "ranks"), SCALES), statement=statement)
 
 
@@ -292,8 +322,12 @@ def parse_declarations(study: Mapping[str, Any]) -> Declarations:
     target = report.get("primary_target", "mean_return")
     if not isinstance(target, str):
         raise ConfigError(f"[report] primary_target = {target!r}; expected a column name")
+    exploratory = report.get("exploratory_probes", [])
+    if not isinstance(exploratory, list) or not all(isinstance(x, str) for x in exploratory):
+        raise ConfigError(f"[report] exploratory_probes = {exploratory!r}; expected a list of "
+                          "probe metric names")
     return Declarations(
-        hypotheses=hypotheses,
+        hypotheses=hypotheses, exploratory_probes=tuple(exploratory),
         key_arms=_names("[report]", "key_arms", report["key_arms"]) if "key_arms" in report else (),
         comparison_arm=comparison,
         oracle_arms=(_names("[report]", "oracle_arms", report["oracle_arms"])

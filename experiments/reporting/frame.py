@@ -8,7 +8,9 @@ run's on the same shift; NaN without a match, see :mod:`.references`; a censored
 the run against an observed one of the reference is ``+inf``: a gap known only to be
 large), and one column per probe at the shift, named by :func:`probe_column`: the probe row of
 that phase, network and data at the shift's step (``pre``: old task, just before the switch;
-``init`` and ``trained_once``: the new task, before any update on it).
+``init`` and ``trained_once``: the new task, before any update on it); when no row has the
+shift's exact step, the row of that phase on the right task (``pre``: the old one, else the
+new one) nearest to it.
 """
 
 from __future__ import annotations
@@ -52,9 +54,18 @@ def _probe_wide(probes: pd.DataFrame, shifts: pd.DataFrame) -> pd.DataFrame:
     if "data" not in p.columns:
         p["data"] = "on_policy"
     p["data"] = p["data"].fillna("on_policy")
-    p = p.merge(shifts[["run_id", "shift_index", "step"]], on=["run_id", "step"])
-    metrics = [c for c in p.columns if c not in PROBE_META and c != "shift_index"
+    metrics = [c for c in p.columns if c not in PROBE_META
                and pd.api.types.is_numeric_dtype(p[c]) and not pd.api.types.is_bool_dtype(p[c])]
+    s = shifts[["run_id", "shift_index", "step", "from_task", "to_task"]].rename(
+        columns={"step": "shift_step"})
+    p = p.merge(s, on="run_id")
+    task = np.where(p["phase"] == "pre", p["from_task"], p["to_task"])
+    p = p[(p["step"] == p["shift_step"]) | (p["task_id"].to_numpy() == task)].copy()
+    # the row of each phase nearest to the shift step (PPO may probe a rollout later)
+    p["distance"] = (p["step"] - p["shift_step"]).abs()
+    p = p.sort_values(["run_id", "shift_index", "phase", "network", "data", "distance", "step"],
+                      kind="stable")
+    p = p.drop_duplicates(["run_id", "shift_index", "phase", "network", "data"])
     if p.empty or not metrics:
         return pd.DataFrame(columns=["run_id", "shift_index"])
     long = p.melt(id_vars=["run_id", "shift_index", "phase", "network", "data"],

@@ -1,7 +1,8 @@
 """Test the declared hypotheses of a study as one family and give each its verdict.
 
 Each hypothesis (:class:`~experiments.reporting.declarations.Hypothesis`) gives one test per
-listed arm; a ``within_arm`` hypothesis gives a second, lagged test per arm (the probe at
+listed arm (a ``dose_response`` one: one test over its arms); a ``within_arm`` hypothesis
+gives a second, lagged test per arm (the probe at
 shift k against the target at shift k+1, with the target at shift k as a covariate: does the
 probe predict beyond the past?). All tests of a study form one family, adjusted with Holm's
 rule (:func:`~experiments.reporting.inference.holm`); a test that cannot be computed counts as
@@ -12,7 +13,7 @@ supported" (with the reason when the test could not be computed).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import pandas as pd
 
@@ -38,7 +39,7 @@ class Outcome:
 
     hypothesis: Hypothesis
     arm: str
-    variant: str            # "effect" | "lagged" | "difference" | "trend"
+    variant: str            # "effect" | "lagged" | "difference" | "trend" | "dose"
     estimate: float
     low: float
     high: float
@@ -122,18 +123,37 @@ def _trend(h: Hypothesis, arm: str, rows: pd.DataFrame, frame: pd.DataFrame) -> 
 def _difference(h: Hypothesis, arm: str, frame: pd.DataFrame, n_resamples: int, seed: int
                 ) -> Outcome:
     col, why = _column(h, frame)
+    other = col
+    if col is not None and h.versus_phase is not None:
+        versus = replace(h, phase=h.versus_phase)
+        other, why = _column(versus, frame)
     method = f"difference of means, {arm} - {h.versus}, seed-cluster bootstrap"
-    if col is None:
+    if col is None or other is None:
         return _undefined(h, arm, "difference", method, why)
     a = frame[frame["arm"] == arm]
     b = frame[frame["arm"] == h.versus]
-    d = bootstrap_diff(a[col], a["seed"], b[col], b["seed"], n_resamples=n_resamples, seed=seed)
+    d = bootstrap_diff(a[col], a["seed"], b[other], b["seed"], n_resamples=n_resamples,
+                       seed=seed)
     reason = d.reason
-    if a[col].notna().sum() == 0 or b[col].notna().sum() == 0:
-        reason = f"no {col!r} values in {arm if a[col].notna().sum() == 0 else h.versus!r}"
+    if a[col].notna().sum() == 0 or b[other].notna().sum() == 0:
+        reason = (f"no {col!r} values in {arm!r}" if a[col].notna().sum() == 0
+                  else f"no {other!r} values in {h.versus!r}")
     p = d.p if d.defined else math.nan
     return Outcome(h, arm, "difference", d.estimate, d.low, d.high, p, d.n_rows, d.n_seeds,
                       method, reason=reason)
+
+
+def _dose(h: Hypothesis, frame: pd.DataFrame) -> Outcome:
+    col, why = _column(h, frame)
+    label = ", ".join(h.arms)
+    method = f"mixed model ({h.scale}): quantity ~ dose + task_index + (1 | seed)"
+    if col is None:
+        return _undefined(h, label, "dose", method, why)
+    rows = frame[frame["arm"].isin(h.arms)].copy()
+    rows["dose"] = rows["arm"].map(dict(zip(h.arms, h.doses, strict=True)))
+    e = mixed_effect(rows, col, "dose", scale=h.scale)
+    return Outcome(h, label, "dose", e.coef, e.low, e.high, e.p, e.n_rows, e.n_seeds, method,
+                   reason=e.reason, note=e.note)
 
 
 def _verdict(t: Outcome, p_holm: float, alpha: float) -> str:
@@ -151,6 +171,9 @@ def evaluate(frame: pd.DataFrame, hypotheses: tuple[Hypothesis, ...], *,
     tests: list[Outcome] = []
     arms = set(frame["arm"]) if len(frame) else set()
     for h in hypotheses:
+        if h.kind == "dose_response":
+            tests.append(_dose(h, frame))
+            continue
         for arm in h.arms:
             rows = frame[frame["arm"] == arm]
             if arm not in arms:

@@ -147,7 +147,7 @@ def bootstrap_mean(values: Sequence[float], clusters: Sequence[object] | None, *
     n_seeds = len(ids) if cl is not None else 0
     if len(ids) < (MIN_SEEDS if cl is not None else 2):
         return Interval(mean, math.nan, math.nan, len(v), n_seeds,
-                        reason=f"{len(ids)} seed(s) < {MIN_SEEDS}: no interval")
+                        reason=f"{len(ids)} seed(s) < {MIN_SEEDS}")
     if np.all(v == v[0]):
         return Interval(mean, mean, mean, len(v), n_seeds)
     w = _cluster_draws(len(ids), n_resamples, seed)
@@ -178,7 +178,7 @@ def bootstrap_diff(a: Sequence[float], a_seeds: Sequence[object], b: Sequence[fl
     n_rows = len(va) + len(vb)
     if len(ids) < MIN_SEEDS:
         return Interval(diff, math.nan, math.nan, n_rows, len(ids),
-                        reason=f"{len(ids)} seed(s) < {MIN_SEEDS}: no interval")
+                        reason=f"{len(ids)} seed(s) < {MIN_SEEDS}")
     if np.all(va == va[0]) and np.all(vb == vb[0]):
         return Interval(diff, diff, diff, n_rows, len(ids), p=0.0 if diff != 0 else 1.0)
     w = _cluster_draws(len(ids), n_resamples, seed)
@@ -195,6 +195,12 @@ def bootstrap_diff(a: Sequence[float], a_seeds: Sequence[object], b: Sequence[fl
 def _ranks(values: np.ndarray) -> np.ndarray:
     """Mid-ranks / n (``+inf`` = censored takes the worst rank, tied among themselves)."""
     return stats.rankdata(values) / len(values)
+
+
+def _varies(column: pd.Series) -> bool:
+    """Not constant up to rounding (a constant column would duplicate the intercept)."""
+    values = column.to_numpy(dtype=float)
+    return float(values.max() - values.min()) > 1e-9 * max(1.0, float(np.abs(values).max()))
 
 
 def mixed_effect(frame: pd.DataFrame, y: str, x: str, *, seed: str = "seed",
@@ -236,13 +242,13 @@ def mixed_effect(frame: pd.DataFrame, y: str, x: str, *, seed: str = "seed",
     within = data[x] - seed_mean
     if float(np.abs(within).max()) <= 1e-12 * max(1.0, float(np.abs(data[x]).max())):
         return undefined("no within-seed variation of the probe")
-    if float(data[y].std()) == 0.0:
+    if not _varies(data[y]):
         return undefined("constant target")
     design = pd.DataFrame({"const": 1.0, "x_within": within.to_numpy()}, index=data.index)
-    if float(seed_mean.std()) > 0.0:
+    if _varies(seed_mean):
         design["x_seed_mean"] = seed_mean.to_numpy()
     for c in covariates:
-        if float(data[c].std()) > 0.0:
+        if _varies(data[c]):
             design[c] = data[c].to_numpy()
     if n <= design.shape[1] + 1:
         return undefined(f"{n} rows for {design.shape[1]} fixed effects")

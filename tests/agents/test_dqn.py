@@ -122,19 +122,29 @@ def test_closed_form_td_gradient_equals_autograd(loss):
     env = cartpole()
     agent = make_agent(env, seed=0, loss=loss, double_dqn=True)
     agent.learn(env, 1500)
-    batch = agent.probe_targets()[0].sample_batch(64, torch.Generator().manual_seed(3))
+    idx = torch.randperm(len(agent.buffer), generator=torch.Generator().manual_seed(3))[:64]
+    batch = agent.buffer.gather(idx.numpy()[None])  # a (members=1, 64) training batch
     with torch.no_grad():  # large TD errors, so Huber's clipped branch is exercised too
         agent.q.head.bias.add_(torch.tensor([3.0, -0.5]))
-    value, q_mean = agent._backward(batch)  # the training path: closed form
-    closed = [p.grad.clone() for p in agent.q.parameters()]
-    expected_loss, expected_q = agent.td_loss(batch)  # autograd
+    value, q_mean, closed = agent._backward(batch)  # the training path: closed form
+    assert closed
+    grads = [p.grad[0].clone() for p in agent._q.params]
+    member_batch = {k: v[0] for k, v in batch.items()}
+    expected_loss, expected_q = agent.td_loss(member_batch)  # autograd through the module
     agent.q.zero_grad(set_to_none=True)
     expected_loss.backward()
     assert value.item() == pytest.approx(expected_loss.item(), rel=1e-6)
     assert q_mean.item() == pytest.approx(expected_q.item(), rel=1e-6)
-    for p, grad in zip(agent.q.parameters(), closed, strict=True):
+    for p, grad in zip(agent.q.parameters(), grads, strict=True):
         assert torch.allclose(grad, p.grad, atol=1e-6, rtol=1e-5)
-    assert any(g.abs().max() > 0 for g in closed)
+    assert any(g.abs().max() > 0 for g in grads)
+
+
+def test_the_gradient_path_is_logged():
+    env = cartpole()
+    assert make_agent(env).learn(env, 1100).metrics["perf/closed_form"] == 1.0
+    agent = make_agent(env, layer_norm=True)  # LayerNorm: autograd
+    assert agent.learn(env, 1100).metrics["perf/closed_form"] == 0.0
 
 
 def test_hooks_are_called_in_order_and_configure_reaches_the_network():

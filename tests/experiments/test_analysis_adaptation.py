@@ -1,5 +1,6 @@
-"""Adaptation metrics, censoring, the warm - fresh gap and the probe join, on synthetic runs
-whose returns are step functions (so every number is worked out by hand in the comments)."""
+"""Adaptation metrics and censoring on synthetic runs whose returns are step functions (so
+every number is worked out by hand in the comments); the gap and the probe join are tested
+with the report engine (tests/experiments/test_reporting_references.py)."""
 
 from __future__ import annotations
 
@@ -10,14 +11,11 @@ import pytest
 
 from experiments.analysis import (
     AdaptationSpec,
-    adaptation_table,
     load_run,
     load_runs,
-    match_fresh,
     runs_of,
     segment_of_episodes,
     shift_metrics,
-    write_csv,
 )
 from experiments.analysis.synthetic import step_episodes, write_run
 from experiments.errors import ConfigError
@@ -93,66 +91,6 @@ def test_straddling_episode_counts_for_the_old_task(tmp_path):
     (row,) = shift_metrics(run, ABS)
     assert row["pre_level"] == pytest.approx((9 * 1.0 + 7.0) / 10)
     assert row["n_episodes"] == 19
-
-
-def test_warm_minus_fresh_gap_matches_hand_values(tmp_path):
-    _run(tmp_path, "cont", [0, 5, 12, 25])
-    _run(tmp_path, "fresh", [0, 2, 2, 2], arm="fresh", reference="fresh")
-    _run(tmp_path, "fresh-other-seed", [0, 0, 0, 0], arm="fresh", reference="fresh", seed=1)
-    runs = runs_of(load_runs([tmp_path]))
-    assert {k: v.name for k, v in match_fresh(runs).items()} == {"cont": "fresh"}
-    rows = {r["segment"]: r for r in adaptation_table(runs, ABS) if r["run"] == "cont"}
-    # fresh: steps (2 + 8) x 100 = 1000; mean return 18/20 = 0.9; drop 1 - 0.8 = 0.2.
-    assert rows[1]["fresh_run"] == "fresh"
-    assert rows[1]["gap_steps_to_threshold"] == 1300 - 1000
-    assert rows[2]["gap_steps_to_threshold"] == 2000 - 1000
-    assert rows[1]["gap_mean_return"] == pytest.approx(0.75 - 0.9)
-    assert rows[2]["gap_mean_return"] == pytest.approx(0.4 - 0.9)
-    assert rows[1]["gap_drop"] == pytest.approx(0.5 - 0.2)
-    assert rows[2]["gap_auc"] == pytest.approx(0.4 - 0.9)
-    assert rows[2]["gap_final_return"] == pytest.approx(0.8 - 1.0)
-    # Continual censored, fresh observed: censored gap, lower bound 2000 - 1000, no number.
-    assert rows[3]["gap_steps_censored"] and math.isnan(rows[3]["gap_steps_to_threshold"])
-    assert rows[3]["gap_steps_lower_bound"] == 1000
-    # The fresh run's own rows have no reference of their own.
-    fresh_rows = [r for r in adaptation_table(runs, ABS) if r["run"] == "fresh"]
-    assert all(r["fresh_run"] is None and math.isnan(r["gap_auc"]) for r in fresh_rows)
-
-
-def test_gap_is_undefined_when_the_fresh_reference_is_censored(tmp_path):
-    _run(tmp_path, "cont", [0, 5])
-    _run(tmp_path, "fresh", [0, 20], arm="fresh", reference="fresh")
-    (row,) = [r for r in adaptation_table(runs_of(load_runs([tmp_path])), ABS) if r["run"] == "cont"]
-    assert math.isnan(row["gap_steps_to_threshold"]) and not row["gap_steps_censored"]
-
-
-def test_probes_are_joined_by_phase_step_and_task(tmp_path):
-    probes = [
-        {"step": 1500, "task_id": 0, "phase": "cadence", "network": "q", "erank": 99.0},
-        {"step": 2000, "task_id": 0, "phase": "pre", "network": "q", "erank": 5.0,
-         "dormant": 0.25},
-        {"step": 2000, "task_id": 1, "phase": "init", "network": "q", "erank": 6.0,
-         "dormant": 0.5},
-        {"step": 4000, "task_id": 1, "phase": "pre", "network": "q", "erank": 7.0},
-        # Off by a PPO rollout: no exact step, matched by the new task id.
-        {"step": 4096, "task_id": 2, "phase": "init", "network": "q", "erank": 8.0},
-    ]
-    _run(tmp_path, "r", [0, 0, 0], probes=probes)
-    rows = adaptation_table([load_run(tmp_path / "r")], ABS)
-    assert rows[0]["pre/q/erank"] == 5.0 and rows[0]["pre/q/dormant"] == 0.25
-    assert rows[0]["init/q/erank"] == 6.0 and rows[0]["init/q/dormant"] == 0.5
-    assert rows[1]["pre/q/erank"] == 7.0 and rows[1]["init/q/erank"] == 8.0
-    assert "pre/q/dormant" not in rows[1]
-    assert not any(k.startswith("cadence/") for r in rows for k in r)
-
-
-def test_censored_recovery_is_an_empty_cell_in_the_csv(tmp_path):
-    _run(tmp_path, "r", [0, 25])
-    path = write_csv(adaptation_table([load_run(tmp_path / "r")], ABS), tmp_path / "a.csv")
-    header, line = path.read_text().splitlines()
-    row = dict(zip(header.split(","), line.split(","), strict=True))
-    assert row["censored"] == "True" and row["steps_to_threshold"] == ""
-    assert row["steps_lower_bound"] == str(PERIOD)
 
 
 def test_loading_sweeps_markers_and_torn_lines(tmp_path):

@@ -172,7 +172,8 @@ def test_report_refuses_mixed_commits_unless_told(tmp_path, capsys):
     assert not (sweep / "report.md").exists() and not (sweep / "tables").exists()
     assert main(["report", str(sweep), "--allow-mixed-commits"]) == 0
     text = (sweep / "report.md").read_text()
-    assert "Code commit(s) of the runs: `aaa111`, `bbb222`." in text
+    assert "code commit(s) of the runs: `aaa111`, `bbb222`." in text
+    assert "The runs come from more than one code commit: aaa111, bbb222." in text
     # the report wrote its tables; rebuilt from them alone it is the same report
     assert read_tables(sweep / "tables").equals(load_runs([sweep]))
     (sweep / "report.md").rename(tmp_path / "from_runs.md")

@@ -8,7 +8,7 @@ import shutil
 from pathlib import Path
 
 from experiments.analysis import check_commits, read_tables
-from experiments.study_report import study_report_command
+from experiments.reporting.build import write_study_report
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = Path("docs/examples/dqn_minigrid_smoke")
@@ -22,12 +22,14 @@ def test_committed_report_rebuilds_from_the_committed_tables_byte_for_byte(tmp_p
     shutil.copytree(ROOT / TABLES, tmp_path / TABLES)
     shutil.copy(ROOT / EXAMPLE / "sweep.toml", tmp_path / EXAMPLE / "sweep.toml")
     monkeypatch.chdir(tmp_path)
-    rebuilt = study_report_command([TABLES], EXAMPLE)
+    rebuilt = write_study_report([TABLES], EXAMPLE)
     assert rebuilt.read_bytes() == (ROOT / EXAMPLE / "results.md").read_bytes()
     # its tables are the committed ones, and its config copies too
     assert read_tables(TABLES).equals(read_tables(ROOT / TABLES))
     for copy in (ROOT / EXAMPLE / "configs").rglob("*.toml"):
         assert (tmp_path / copy.relative_to(ROOT)).read_bytes() == copy.read_bytes()
+    for figure in (ROOT / EXAMPLE / "figures").glob("*.png"):
+        assert (tmp_path / figure.relative_to(ROOT)).read_bytes() == figure.read_bytes()
 
 
 def test_committed_tables_are_small_and_of_one_clean_commit():

@@ -222,3 +222,31 @@ def test_duplicate_ids_and_bad_report_keys_are_refused():
     with pytest.raises(ConfigError, match="needs a reason"):
         _declare(references={"head_reset": {"arm": "fresh", "ignore": ["mitigations"]}})
     assert parse_declarations({}).hypotheses == ()
+
+
+def test_dose_response_and_versus_phase():
+    """Three ER doses: AUC rises with the dose (planted); the continual network at init has
+    a lower trainability than the fresh arm's trained-once network (planted)."""
+    rng = np.random.default_rng(11)
+    frames = []
+    for arm, dose in (("er_low", 1e-6), ("er_mid", 1e-4), ("er_high", 1e-3)):
+        f = _frame(rng, arm=arm)
+        f["auc"] += {1e-6: 0.0, 1e-4: 0.5, 1e-3: 1.0}[dose]
+        frames.append(f)
+    cont, fresh = _frame(rng, arm="continual"), _frame(rng, arm="fresh")
+    cont[probe_column("init", "q", "fixed", "trainability")] = 2.0 + 0.1 * rng.normal(size=60)
+    fresh[probe_column("trained_once", "q", "fixed", "trainability")] = 1.0 + 0.1 * rng.normal(
+        size=60)
+    frame = pd.concat(frames + [cont, fresh], ignore_index=True)
+    hyps = _declare(
+        {"id": "dose", "kind": "dose_response", "target": "auc", "sign": "+",
+         "arms": ["er_low", "er_mid", "er_high"], "doses": [1e-6, 1e-4, 1e-3]},
+        {"id": "tr", "kind": "between_arms", "probe": "trainability", "network": "q",
+         "data": "fixed", "phase": "init", "versus_phase": "trained_once", "sign": "+",
+         "arms": ["continual"], "versus": "fresh"}).hypotheses
+    out = {t.hypothesis.id: t for t in evaluate(frame, hyps, n_resamples=500)}
+    assert out["dose"].verdict == SUPPORTED and out["dose"].arm == "er_low, er_mid, er_high"
+    assert out["tr"].verdict == SUPPORTED and out["tr"].estimate == pytest.approx(1.0, abs=0.1)
+    with pytest.raises(ConfigError, match="one number per arm"):
+        _declare({"id": "d", "kind": "dose_response", "target": "auc", "sign": "+",
+                  "arms": ["a", "b"], "doses": [1.0]})

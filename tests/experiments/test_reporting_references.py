@@ -113,3 +113,37 @@ def test_a_study_file_naming_an_arm_it_lacks_is_refused_when_loaded():
     data["report"] = {"key_arm": []}
     with pytest.raises(ConfigError, match="unknown key 'key_arm'"):
         build_sweep(data, name="bad", out="/nonexistent")
+
+
+def test_probes_join_by_phase_step_and_task_nearest_step_as_fallback():
+    runs = _runs(("continual", "continual", ()))[:1]
+    run_id = runs["run_id"].iloc[0]
+    shifts = pd.DataFrame([{"run_id": run_id, "shift_index": k, "step": 2000 * k,
+                            "from_task": k - 1, "to_task": k, "oracle": False} for k in (1, 2)])
+    adaptation = pd.DataFrame([{"run_id": run_id, "shift_index": k, "task_id": k,
+                                "step": 2000 * k, "auc": 0.5, "censored": False} for k in (1, 2)])
+    probes = pd.DataFrame([
+        {"run_id": run_id, "step": 1500, "task_id": 0, "phase": "cadence", "network": "q",
+         "erank": 99.0},
+        {"run_id": run_id, "step": 2000, "task_id": 0, "phase": "pre", "network": "q",
+         "erank": 5.0, "dormant": 0.25},
+        {"run_id": run_id, "step": 2000, "task_id": 1, "phase": "init", "network": "q",
+         "erank": 6.0},
+        {"run_id": run_id, "step": 4000, "task_id": 1, "phase": "pre", "network": "q",
+         "erank": 7.0},
+        # off by a PPO rollout: no exact step, matched by the new task id (nearest wins)
+        {"run_id": run_id, "step": 4096, "task_id": 2, "phase": "init", "network": "q",
+         "erank": 8.0},
+        {"run_id": run_id, "step": 4608, "task_id": 2, "phase": "init", "network": "q",
+         "erank": 9.0},
+        {"run_id": run_id, "step": 4000, "task_id": 2, "phase": "init", "network": "q",
+         "data": "fixed", "erank": 1.5},
+    ])
+    frame = shift_frame(runs, adaptation, probes, shifts, {}).set_index("shift_index")
+    col = lambda phase, metric, data="on_policy": probe_column(phase, "q", data, metric)  # noqa: E731
+    assert frame.at[1, col("pre", "erank")] == 5.0 and frame.at[1, col("pre", "dormant")] == 0.25
+    assert frame.at[1, col("init", "erank")] == 6.0 and frame.at[2, col("pre", "erank")] == 7.0
+    assert frame.at[2, col("init", "erank")] == 8.0
+    assert frame.at[2, col("init", "erank", "fixed")] == 1.5
+    assert math.isnan(frame.at[2, col("pre", "dormant")])
+    assert not any(c.startswith("cadence/") for c in frame.columns)

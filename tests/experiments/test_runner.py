@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 import experiments
-from agents.dqn import DQN
-from agents.ppo import PPO
+from agents.dqn import DQNMember
+from agents.ppo import PPOMember
 from experiments import streams
 from experiments.errors import ConfigError, RunDiverged
 from experiments.rundir import read_jsonl
@@ -40,7 +40,7 @@ def record_side_rollouts(monkeypatch, cls) -> list[tuple[int, dict]]:
 def test_probes_bracket_every_shift_with_new_task_data(algo, networks, dqn_config, ppo_config,
                                                        monkeypatch):
     config = dqn_config() if algo == "dqn" else ppo_config()
-    side = record_side_rollouts(monkeypatch, DQN if algo == "dqn" else PPO)
+    side = record_side_rollouts(monkeypatch, DQNMember if algo == "dqn" else PPOMember)
     result = experiments.run(config)
     run_dir = result.run_dir
     period, steps = config.env.period, config.experiment.steps

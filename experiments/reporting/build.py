@@ -1,0 +1,192 @@
+"""The two configurations of the one report engine, and their output directories.
+
+* :func:`write_report` -- ``plasticity report DIR...``: run or sweep directories (or one
+  tables directory) -> ``OUT/report.md``, ``OUT/figures/``, ``OUT/tables/`` (the Parquet
+  tables every number is computed from; ``plasticity report OUT/tables`` rebuilds the same
+  report from them alone). One stream per sweep among the inputs.
+* :func:`write_study_report` -- ``plasticity report --study DIR...``: one sweep directory
+  (or the tables written from one) per study -> ``OUT/results.md``, ``OUT/figures/``,
+  ``OUT/tables/<study>/`` and ``OUT/configs/<study>/<run>.toml`` (each run's resolved
+  config, which reproduces it).
+
+Both load :class:`~experiments.analysis.RunData`, refuse runs of several code commits
+unless ``allow_mixed_commits`` (naming them), read each stream's declarations from its study
+file (the sweep's ``sweep.toml``, kept in the ``sweeps`` table), summarise
+(:mod:`.summary`), draw (:mod:`.figures`) and render (:mod:`.render`). The document depends
+on the tables and the arguments only, so rebuilding it from the written tables gives the
+same bytes.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import tomllib
+
+from experiments.analysis.adaptation import AdaptationSpec, adaptation_frame, spec_for
+from experiments.analysis.load import load_data
+from experiments.analysis.rundata import (
+    RunData,
+    check_commits,
+    commits,
+    is_tables_dir,
+    write_tables,
+)
+from experiments.errors import ConfigError
+from experiments.reporting.declarations import Declarations, parse_declarations
+from experiments.reporting.figures import write_figures
+from experiments.reporting.inference import N_RESAMPLES
+from experiments.reporting.render import render
+from experiments.reporting.summary import Report, StreamInput, summarize
+from experiments.tomlio import dumps_toml
+
+__all__ = ["write_report", "write_study_report", "load_streams", "STUDY_TITLE", "STUDIES_DIR"]
+
+STUDY_TITLE = "Results: spectral collapse and loss of plasticity in RL"
+REPORT_TITLE = "Plasticity report"
+STUDIES_DIR = Path(__file__).resolve().parents[1] / "studies"
+
+
+def _declarations(source: str, where: str) -> Declarations:
+    if not source:
+        return Declarations()
+    try:
+        return parse_declarations(tomllib.loads(source))
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+
+
+def _stream(data: RunData, name: str, source: str, run_ids: list[str]) -> StreamInput:
+    part = data.select(run_ids)
+    decl = _declarations(source, f"study {name!r}")
+    env_ids = [e for e in part.runs["env_id"].dropna().unique()]
+    if decl.threshold is not None:
+        spec = AdaptationSpec(threshold=decl.threshold, max_return=decl.max_return)
+        part.adaptation = adaptation_frame(part, spec)
+    else:
+        spec = spec_for(str(env_ids[0]) if env_ids else None)
+    versions: dict[str, int] = {}
+    for text in part.runs["provenance"].dropna():
+        recorded = json.loads(text).get("versions") or {}
+        line = ", ".join(f"{k} {v}" for k, v in recorded.items()) or "not recorded"
+        versions[line] = versions.get(line, 0) + 1
+    return StreamInput(name, part, decl, source, tuple(commits(part)),
+                       tuple(f"{v} ({n} runs)" for v, n in versions.items()), spec.describe())
+
+
+def load_streams(data: RunData) -> list[StreamInput]:
+    """One stream per sweep of ``data`` (in the order of the ``sweeps`` table), plus one for
+    the runs outside any sweep (named after the data's root)."""
+    streams = []
+    for sweep in data.sweeps.itertuples():
+        run_ids = data.runs.loc[data.runs["sweep_id"] == sweep.sweep_id, "run_id"].tolist()
+        if run_ids:
+            streams.append(_stream(data, str(sweep.name), str(sweep.source or ""), run_ids))
+    loose = data.runs.loc[data.runs["sweep_id"].isna(), "run_id"].tolist()
+    if loose:
+        streams.append(_stream(data, Path(data.root).name or "runs", "", loose))
+    return streams
+
+
+def _figures(report: Report, fig_dir: Path, doc_dir: Path) -> dict[str, dict[str, str]]:
+    out = {}
+    for s in report.streams:
+        paths = write_figures(s, fig_dir)
+        out[s.name] = {kind: p.resolve().relative_to(doc_dir.resolve()).as_posix()
+                       for kind, p in paths.items()}
+    return out
+
+
+def write_report(paths: Sequence[str | Path], out: str | Path | None = None, *,
+                 allow_mixed_commits: bool = False, n_resamples: int = N_RESAMPLES,
+                 seed: int = 0) -> Path:
+    """``plasticity report``: the generic configuration (module docstring); returns the
+    ``report.md`` path. ``out`` defaults to the single path given (the directory holding it
+    when it is a tables directory), else ``./report``."""
+    paths = [Path(p) for p in paths]
+    data = load_data(paths)
+    check_commits(data, allow_mixed_commits=allow_mixed_commits)
+    if out is None:  # next to the runs, or where the tables' report was
+        out = paths[0] if len(paths) == 1 else Path("report")
+        out = out.parent if is_tables_dir(out) else out
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    report = Report(REPORT_TITLE, tuple(summarize(s, n_resamples=n_resamples, seed=seed)
+                                        for s in load_streams(data)), n_resamples, seed)
+    figures = _figures(report, out / "figures", out)
+    write_tables(data, out / "tables")
+    path = out / "report.md"
+    path.write_text(render(report, figures), encoding="utf-8")
+    return path
+
+
+def _study_commands(streams: Sequence[StreamInput], out: Path) -> tuple[dict[str, str], str]:
+    """Per stream the command that makes its runs (the study file in experiments/studies/,
+    or a sweep.toml next to the document, when its text is the sweep's), and the commands
+    that make this document (from the study files' text, so they are the same whether the
+    runs or the tables are read)."""
+    lines, sweep_dirs = {}, []
+    for s in streams:
+        file = "SWEEP_DIR/sweep.toml"  # the copy every sweep directory keeps
+        for candidate, shown in ((STUDIES_DIR / f"{s.name}.toml",
+                                  f"experiments/studies/{s.name}.toml"),
+                                 (out / "sweep.toml", f"{out.as_posix()}/sweep.toml")):
+            if candidate.is_file() and candidate.read_text(encoding="utf-8") == s.source:
+                file = shown
+                break
+        declared_out = tomllib.loads(s.source).get("out") if s.source else None
+        sweep_dirs.append(str(declared_out or "runs/sweeps/{name}").format(name=s.name))
+        lines[s.name] = f"plasticity sweep {file} --workers 2 --no-report"
+    tables = " ".join(f"{out.as_posix()}/tables/{s.name}" for s in streams)
+    return lines, (f"plasticity report --study {' '.join(sweep_dirs)} --out {out.as_posix()}\n"
+                   f"plasticity report --study {tables} --out {out.as_posix()}")
+
+
+def write_study_report(paths: Sequence[str | Path], out: str | Path = "docs", *,
+                       allow_mixed_commits: bool = False, n_resamples: int = N_RESAMPLES,
+                       seed: int = 0) -> Path:
+    """``plasticity report --study``: one stream per path (module docstring); returns the
+    ``results.md`` path."""
+    paths = [Path(p) for p in paths]
+    if not paths:
+        raise ConfigError("report --study: no sweep directory given; give one per study")
+    for p in paths:
+        if not p.is_dir():
+            raise ConfigError(f"report --study: {str(p)!r} is not a directory; give one sweep "
+                              "directory (or its tables directory) per study, e.g. "
+                              "runs/studies/s1_ppo_minigrid_hidden_goal")
+    datas = [load_data([p]) for p in paths]
+    streams = []
+    for p, data in zip(paths, datas, strict=True):
+        check_commits(data, allow_mixed_commits=allow_mixed_commits)
+        found = load_streams(data)
+        if len(found) != 1:
+            raise ConfigError(f"report --study: {str(p)!r} holds {len(found)} sweeps; give "
+                              "one sweep directory per study")
+        streams.append(found[0])
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    report = Report(STUDY_TITLE, tuple(summarize(s, n_resamples=n_resamples, seed=seed)
+                                       for s in streams), n_resamples, seed)
+    figures = _figures(report, out / "figures", out)
+    configs: dict[str, dict[str, str]] = {}
+    for s, data in zip(streams, datas, strict=True):
+        write_tables(data, out / "tables" / s.name)
+        copies = out / "configs" / s.name
+        copies.mkdir(parents=True, exist_ok=True)
+        for stale in copies.glob("*.toml"):
+            stale.unlink()  # no config of a removed run
+        links = {}
+        for run in s.data.runs.itertuples():
+            name = Path(run.run_id).name
+            # the loader already made experiment.out relative to the working directory
+            (copies / f"{name}.toml").write_text(dumps_toml(json.loads(run.config)),
+                                                 encoding="utf-8")
+            links[run.run_id] = f"configs/{s.name}/{name}.toml"
+        configs[s.name] = links
+    path = out / "results.md"
+    commands, regenerate = _study_commands(streams, out)
+    path.write_text(render(report, figures, commands, configs, regenerate), encoding="utf-8")
+    return path
