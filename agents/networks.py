@@ -22,6 +22,8 @@ from agents.base import AgentError, check_choice
 class CReLU(nn.Module):
     """Concatenated ReLU (Abbas et al. 2023): ``[relu(x), relu(-x)]``, doubling the width."""
 
+    features_per_unit = 2  # unit i owns features i and i + width (spectral's unit statistics)
+
     def forward(self, x: Tensor) -> Tensor:
         return torch.cat([torch.relu(x), torch.relu(-x)], dim=-1)
 

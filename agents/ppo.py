@@ -52,6 +52,7 @@ from agents.base import (
     Mitigation,
     ProbeTarget,
     ShiftPolicy,
+    check_field_types,
 )
 from agents.batched import StackedMLP
 from agents.distributions import CategoricalPolicy, GaussianPolicy
@@ -116,6 +117,7 @@ class PPOConfig:
     adam_eps: float = 1e-5
 
     def __post_init__(self) -> None:
+        check_field_types(type(self), self.__dict__)
         common.check_network_fields(self)
         for name in ("num_envs", "num_steps", "total_steps", "num_minibatches", "update_epochs"):
             common.check_positive_int(name, getattr(self, name))
@@ -143,6 +145,18 @@ class PPOConfig:
     @property
     def batch_size(self) -> int:
         return self.num_envs * self.num_steps
+
+
+class _ActorCritic(nn.Module):
+    """Actor and critic as one module (one parameter vector) for the ``actor_critic`` probe;
+    its forward runs both so that feature hooks on either network fire."""
+
+    def __init__(self, actor: MLP, critic: MLP) -> None:
+        super().__init__()
+        self.actor, self.critic = actor, critic
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        return self.actor(x), self.critic(x)
 
 
 @dataclass
@@ -281,9 +295,24 @@ class PPOMember:
     # ----------------------------------------------------------------- probes and rollouts
 
     def probe_targets(self) -> list[ProbeTarget]:
+        """``policy`` and ``value`` (each network with its own loss) and ``actor_critic``:
+        the full PPO loss (clipped surrogate − entropy bonus + vf_coef × value loss, as
+        trained) over actor and critic as one parameter vector, as the spectral-collapse
+        paper probes it. The networks share no parameters, so its Hessian is block diagonal
+        and its spectrum is the union of the two per-network spectra: what it adds is the
+        paper's single ε-rank over both (mass-weighted by parameter count, one λ_max for a
+        relative ε). It offers no Gauss-Newton matrix (the surrogate is not convex in the
+        logits)."""
+
         def inputs(batch: Batch) -> Tensor:
             return batch["obs"]
 
+        both = _ActorCritic(self.actor, self.critic)
+        layers = {
+            f"{net}.{name}": layer
+            for net, module in (("actor", self.actor), ("critic", self.critic))
+            for name, layer in module.layers().items()
+        }
         return [
             ProbeTarget(
                 "policy",
@@ -292,6 +321,7 @@ class PPOMember:
                 lambda b: self.policy_loss(b)[0],
                 self._probe_batch,
                 inputs,
+                ggn=self._policy_ggn,
             ),
             ProbeTarget(
                 "value",
@@ -300,8 +330,35 @@ class PPOMember:
                 self.value_loss,
                 self._probe_batch,
                 inputs,
+                ggn=self._value_ggn,
+            ),
+            ProbeTarget(
+                "actor_critic",
+                both,
+                layers,
+                lambda b: self.policy_loss(b)[0] + self.value_loss(b),
+                self._probe_batch,
+                inputs,
             ),
         ]
+
+    def _policy_ggn(self, batch: Batch) -> tuple[Any, Any]:
+        """The policy's Fisher matrix on the batch's states: the Gauss-Newton matrix of
+        ``−log π(a|s)``, whose Hessian in the actor output (softmax: diag p − ppᵀ;
+        Gaussian: diag e^{−2 log σ}) does not depend on the actions or advantages."""
+
+        def output_loss(z: Tensor) -> Tensor:
+            return -self.policy.log_prob_entropy(z, batch["actions"])[0].mean()
+
+        return (lambda: self.actor(batch["obs"])), output_loss
+
+    def _value_ggn(self, batch: Batch) -> tuple[Any, Any]:
+        """Gauss-Newton matrix of the unclipped value loss ``vf_coef · ½ (V − returns)²``."""
+
+        def output_loss(z: Tensor) -> Tensor:
+            return self.config.vf_coef * 0.5 * (z.squeeze(-1) - batch["returns"]).square().mean()
+
+        return (lambda: self.critic(batch["obs"])), output_loss
 
     def _probe_batch(self, n: int, generator: torch.Generator | None = None) -> Batch:
         """Up to ``n`` distinct samples of the last rollout, drawn with ``generator``."""

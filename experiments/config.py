@@ -8,7 +8,8 @@ of ``experiments/defaults/default.toml`` is an example, and every run directory'
 log_every -- ``[env]`` id, period, num_envs, kwargs -- ``[agent]`` algo plus the fields of
 the chosen agent's own dataclass (``agents.dqn.DQNConfig`` / ``agents.ppo.PPOConfig``; they
 are not duplicated here) -- ``[mitigations]`` names, options -- ``[probes]`` metrics, pre,
-init, cadence, batch_size, init_rollout_steps, slq_every_n_shifts, slq_phases -- ``[shift]`` what
+init, cadence, batch_size, init_rollout_steps, slq_every_n_shifts, slq_phases, networks,
+settings -- ``[shift]`` what
 happens to the agent's state at a switch -- ``[logging]`` tensorboard, episodes, progress.
 
 Every mistake (unknown table or key, wrong type, out-of-range value, unknown name) raises
@@ -164,6 +165,11 @@ class ProbeConfig:
         slq_phases: the shift phases at which the expensive metrics run (default only
             ``init``, where the spectral-collapse paper measures; add ``pre`` to compare
             both ends of a task at about twice the cost).
+        networks: the probe targets measured, by their row name (``network`` in
+            probes.jsonl): DQN ``q``; PPO ``policy``, ``value`` and ``actor_critic`` (the
+            full PPO loss over both networks as one parameter vector, as the
+            spectral-collapse paper; opt-in: it about doubles PPO's probe cost). Empty takes
+            ``experiments.resolve.DEFAULT_PROBE_NETWORKS`` of the agent.
         settings: fields of ``spectral.ProbeConfig`` (Lanczos/SLQ budgets, thresholds),
             e.g. ``[probes.settings] slq_iters = 100``; unset fields keep the defaults below.
     """
@@ -177,6 +183,7 @@ class ProbeConfig:
     init_rollout_steps: int = 256
     slq_every_n_shifts: int = 6
     slq_phases: list[str] = field(default_factory=lambda: ["init"])
+    networks: list[str] = field(default_factory=list)
     settings: dict[str, Any] = field(default_factory=dict)
 
 

@@ -25,8 +25,8 @@ from experiments.config import ProbeConfig
 __all__ = ["Prober", "PHASES", "is_slq_metric"]
 
 PHASES = ("pre", "init", "cadence")
-#: The expensive spectral metric groups (SLQ density, Hutch++ trace), thinned at shifts.
-SLQ_METRICS = ("hessian_density", "hessian_trace")
+#: The expensive spectral metric groups (SLQ densities, Hutch++ trace), thinned at shifts.
+SLQ_METRICS = ("hessian_density", "ggn_density", "hessian_trace")
 
 
 def is_slq_metric(name: str) -> bool:
@@ -88,22 +88,27 @@ class Prober:
                 shared = agent.collect(side_env, self.config.init_rollout_steps, seed)
             gain = "one_step_gain" in metrics
             for target in agent.probe_targets():
+                if target.name not in self.config.networks:
+                    continue
                 if shared is not None:  # one side rollout: probe on one half, evaluate on the other
                     batch, held_out = _split(shared) if gain else (shared, None)
                 else:
                     batch = target.sample_batch(self.config.batch_size, gen)
                     held_out = target.sample_batch(self.config.batch_size, gen) if gain else None
                 batch = _head(batch, self.config.batch_size)
+                # A target without a Gauss-Newton form (actor_critic) skips that group.
+                wanted = [m for m in metrics if m != "ggn_density" or target.ggn is not None]
                 values = spectral.probe(
                     target.module,
                     lambda target=target, batch=batch: target.loss(batch),
                     layers=target.layers,
                     inputs=target.inputs(batch),
-                    metrics=metrics,
+                    metrics=wanted,
                     generator=gen,
                     config=self.settings,
                     eval_loss_fn=None if held_out is None else (
                         lambda target=target, b=held_out: target.loss(b)),
+                    ggn=None if target.ggn is None else target.ggn(batch),
                 )
                 rows.append({"step": step, "task_id": task_id, "phase": phase,
                              "network": target.name, **values})

@@ -16,6 +16,13 @@ Summaries (each a fraction of spectral mass, i.e. of the ``n`` eigenvalues):
 * ε-rank (the paper's "normalised ε-rank") ``∫_{|λ|>ε} ρ / ∫ ρ``. ``method="nodes"`` sums
   the quadrature weights of nodes with ``|θᵢ| > ε`` (the zero-width limit; no grid error);
   ``method="grid"`` integrates the smoothed density by the trapezoid rule (the paper's way).
+  ε is absolute or, with ``relative=True``, a fraction of ``max|θ|`` (comparable across
+  operators whose curvature scales differ by orders of magnitude).
+* ε-resolution (:func:`epsilon_resolution`): with ``m`` steps the Ritz value closest to 0
+  stands for all the mass in its quadrature cell, so neither estimator can tell ``|λ| ≤ ε``
+  from ``|λ| > ε`` for an ε inside that cell. :func:`resolved_epsilon_rank` returns NaN
+  for such an ε instead of a number (on a 400-dim spectrum with 40% of it at 0 and the rest
+  at ±[0.1, 100], 100 steps: ε = 0.01 reads ≈ 1.0 where the truth is 0.6).
 * negative mass ``∫_{λ<−ε} ρ``.
 * Hessian effective rank: ``exp(H(q))`` with ``q_j = |λ_j| / Σ|λ|`` (Roy & Vetterli applied to
   the eigenvalues), estimated through the quadrature; reported as a fraction of ``n``.
@@ -53,6 +60,10 @@ class SpectralDensity:
         variance: variance of the Gaussian smoothing kernel.
         dim: dimension ``n`` of the operator.
         num_matvecs: operator products spent.
+        exact: per probe, whether its Krylov space closed (all ``dim`` steps, or a
+            breakdown), so that its nodes and weights are the probe's measure exactly.
+        probe_densities: per probe, the smoothed density on :attr:`grid` (kept so that
+            the grid ε-rank at many ε costs one masked trapezoid each).
     """
 
     nodes: tuple[np.ndarray, ...]
@@ -62,6 +73,8 @@ class SpectralDensity:
     variance: float
     dim: int
     num_matvecs: int
+    exact: tuple[bool, ...] = ()
+    probe_densities: np.ndarray | None = None
 
     @property
     def num_probes(self) -> int:
@@ -69,6 +82,8 @@ class SpectralDensity:
 
     def per_probe_density(self) -> np.ndarray:
         """Smoothed density of each probe on :attr:`grid`, shape ``(num_probes, grid_size)``."""
+        if self.probe_densities is not None:
+            return self.probe_densities
         return np.stack(
             [
                 gaussian_smoothing(n, w, self.grid, self.variance)
@@ -143,6 +158,13 @@ def _check_eps(eps: float) -> float:
     return float(eps)
 
 
+def _check_method(method: str) -> None:
+    if method not in EPS_RANK_METHODS:
+        raise SpectralError(
+            f"unknown eps-rank method {method!r}; valid choices: {', '.join(EPS_RANK_METHODS)}"
+        )
+
+
 def epsilon_rank_per_probe(
     d: NodesWeights, eps: float, *, relative: bool = False, method: str = "nodes"
 ) -> np.ndarray:
@@ -157,27 +179,21 @@ def epsilon_rank_per_probe(
         method: ``nodes`` (sum of weights) or ``grid`` (trapezoid on the smoothed density).
     """
     eps = _check_eps(eps)
-    if method not in EPS_RANK_METHODS:
-        raise SpectralError(
-            f"unknown eps-rank method {method!r}; valid choices: {', '.join(EPS_RANK_METHODS)}"
-        )
+    _check_method(method)
     nodes, weights = _as_probes(d)
     if relative:
-        eps *= max(float(np.max(np.abs(n))) for n in nodes)
+        eps *= spectral_radius(d)
     if method == "nodes":
         return np.array(
             [w[np.abs(n) > eps].sum() / w.sum() for n, w in zip(nodes, weights, strict=True)]
         )
     if isinstance(d, SpectralDensity):
-        grid, variance = d.grid, d.variance
+        grid, rhos = d.grid, d.per_probe_density()
     else:
         grid, variance = density_grid(nodes)
+        rhos = [gaussian_smoothing(n, w, grid, variance) for n, w in zip(nodes, weights, strict=True)]
     outside = np.abs(grid) > eps
-    out = []
-    for n, w in zip(nodes, weights, strict=True):
-        rho = gaussian_smoothing(n, w, grid, variance)
-        out.append(trapezoid(rho * outside, grid) / trapezoid(rho, grid))
-    return np.array(out)
+    return np.array([trapezoid(rho * outside, grid) / trapezoid(rho, grid) for rho in rhos])
 
 
 def epsilon_rank(
@@ -185,6 +201,68 @@ def epsilon_rank(
 ) -> float:
     """Mean over probes of :func:`epsilon_rank_per_probe` (their spread is its std)."""
     return float(np.mean(epsilon_rank_per_probe(d, eps, relative=relative, method=method)))
+
+
+def spectral_radius(d: NodesWeights) -> float:
+    """``max|θᵢ|`` over all probes: the ``λ_max`` a relative ε is a fraction of."""
+    nodes, _ = _as_probes(d)
+    return max(float(np.max(np.abs(n))) for n in nodes)
+
+
+def epsilon_resolution(
+    d: NodesWeights, *, relative: bool = False, method: str = "grid"
+) -> float:
+    """Smallest ε an ε-rank estimator resolves (absolute, or a fraction of ``max|θ|``).
+
+    Per probe, let ``θ₀`` be the Ritz value closest to 0. Gauss quadrature puts the mass of
+    the cell around ``θ₀`` (out to the midpoints ``(θ₀ + θ₋)/2`` and ``(θ₀ + θ₊)/2`` with its
+    neighbours) at ``θ₀``: the zero bulk and the small eigenvalues near it are merged there.
+    Only an ε beyond the cell's far edge ``max(|θ₀ + θ₋|, |θ₀ + θ₊|)/2`` puts the whole
+    cell on one side of the threshold; a smaller ε splits mass the quadrature cannot split,
+    so the zero bulk reads as rank (or small eigenvalues as zero). A probe whose Krylov
+    space closed is exact (edge ``|θ₀|``). The resolution of the node sum (``method="nodes"``)
+    is the mean edge over probes; that of the smoothed trapezoid (``"grid"``, the paper's)
+    is at least two standard deviations of the smoothing kernel too (it blurs a node at 0
+    that far; the paper's variance ``1e-5·max(1, range)`` makes this 0.0063 for any
+    operator of spectral range below 1).
+
+    Measured on the 400-dim spectrum of the module docstring (100 steps, 16 probes, 20
+    draws): resolution 0.29-0.83; every ε-rank at an ε above it within 0.04 of the truth,
+    while ε = 0.01 read 0.26-0.40 too high.
+    """
+    _check_method(method)
+    nodes, _ = _as_probes(d)
+    exact = d.exact if isinstance(d, SpectralDensity) and d.exact else (False,) * len(nodes)
+    edges = []
+    for n, is_exact in zip(nodes, exact, strict=True):
+        k = int(np.argmin(np.abs(n)))
+        neighbours = [n[i] for i in (k - 1, k + 1) if 0 <= i < len(n)]
+        if is_exact or not neighbours:
+            edges.append(abs(float(n[k])))
+        else:
+            edges.append(max(abs(float(n[k] + t)) for t in neighbours) / 2)
+    resolution = float(np.mean(edges))
+    if method == "grid":
+        variance = d.variance if isinstance(d, SpectralDensity) else density_grid(nodes)[1]
+        resolution = max(resolution, 2 * float(np.sqrt(variance)))
+    if relative:
+        radius = spectral_radius(d)
+        return resolution / radius if radius > 0 else float("inf")
+    return resolution
+
+
+def resolved_epsilon_rank(
+    d: NodesWeights, eps: float, *, relative: bool = False, method: str = "grid"
+) -> float:
+    """:func:`epsilon_rank`, or NaN when ε is below the method's :func:`epsilon_resolution`.
+
+    NaN means "not measurable at this resolution", never a number that reads as rank:
+    report :func:`epsilon_resolution` beside it. Default ``method="grid"``: the paper's
+    smoothed-density trapezoid.
+    """
+    if _check_eps(eps) < epsilon_resolution(d, relative=relative, method=method):
+        return float("nan")
+    return epsilon_rank(d, eps, relative=relative, method=method)
 
 
 def negative_mass(d: NodesWeights, eps: float = 0.0) -> float:
@@ -238,7 +316,7 @@ def stochastic_lanczos_quadrature(
         raise SpectralError(f"num_iters must be >= 1, got {num_iters}")
     if generator is None:
         generator = torch.Generator().manual_seed(0)
-    nodes, weights, used = [], [], 0
+    nodes, weights, exact, used = [], [], [], 0
     for _ in range(num_probes):
         start = random_vector(
             operator.dim, generator, dtype=dtype, device=operator.device, distribution=distribution
@@ -247,20 +325,22 @@ def stochastic_lanczos_quadrature(
         theta, w = run.ritz()
         nodes.append(theta)
         weights.append(w)
+        exact.append(run.num_iters == operator.dim or run.residual == 0.0)
         used += run.num_iters
     grid, variance = density_grid(nodes, grid_size, variance_factor)
-    density = np.mean(
-        [gaussian_smoothing(n, w, grid, variance) for n, w in zip(nodes, weights, strict=True)],
-        axis=0,
+    per_probe = np.stack(
+        [gaussian_smoothing(n, w, grid, variance) for n, w in zip(nodes, weights, strict=True)]
     )
     return SpectralDensity(
         nodes=tuple(nodes),
         weights=tuple(weights),
         grid=grid,
-        density=density,
+        density=per_probe.mean(axis=0),
         variance=variance,
         dim=operator.dim,
         num_matvecs=used,
+        exact=tuple(exact),
+        probe_densities=per_probe,
     )
 
 

@@ -5,26 +5,34 @@ exact definition and says whose variant it is. Ranks are computed from the singu
 ``σ₁ ≥ σ₂ ≥ …`` of ``Φ`` in float64.
 
 =====================  ===========================================================
-``effective_rank``     ``exp(−Σ pᵢ log pᵢ)``, ``pᵢ = σᵢ/Σσ`` (Roy & Vetterli 2007; the ER
-                       regulariser of the spectral-collapse paper)
+``effective_rank``     ``exp(−Σ pᵢ log(pᵢ + 1e-8))``, ``pᵢ = σᵢ/Σσ`` (Roy & Vetterli 2007, with
+                       the spectral-collapse paper's guard): the one definition the probes
+                       report and the ER regulariser differentiates
 ``srank``              smallest ``k`` with ``Σ_{i≤k} σᵢ ≥ 0.99 Σσ`` (Kumar et al. 2021; the
                        "stable rank" of Plasticine and Dohare et al.; alias ``stable_rank``,
                        NOT ``‖Φ‖_F²/‖Φ‖₂²``)
 ``feature_rank``       ``#{σᵢ(Φ/√batch) > ε}`` (Lyle et al. 2022, ε = 0.01)
 ``numerical_rank``     ``#{σᵢ > tol}``, ``tol = σ₁·max(batch, units)·ε_mach`` by default
-``redo_scores``        ``sᵢ = mean_b|Φ_bi| / mean_j mean_b|Φ_bj|`` (Sokar et al. 2023, ReDo)
+``redo_scores``        ``sᵢ = mean_b|Φ_bi| / mean_j mean_b|Φ_bj|`` per unit (Sokar et al. 2023,
+                       ReDo); the ReDo mitigation recycles by these very scores
 ``dormant_fraction``   fraction of units with ``sᵢ ≤ τ`` (ReDo; τ = 0.025 as in Plasticine)
 ``dead_fraction``      fraction of units that are exactly 0 on every sample (Dohare et al. 2024)
 ``zero_fraction``      fraction of entries that are exactly 0 (Juliani & Ash 2024)
 ``feature_norm``       mean over samples of the row norm ``‖Φ_b‖₂``; on pre-activations this is
                        the pre-activation norm Moalla et al. 2024 tie to PPO collapse
 =====================  ===========================================================
+
+*Units.* The unit statistics take ``units``: with ``units = w`` a ``(batch, k·w)`` feature
+matrix holds ``k`` blocks of ``w`` features and unit ``i`` owns columns ``i, i + w, …``
+(CReLU's ``[relu(x), relu(−x)]`` has ``k = 2``: a unit is dormant only if ``E|x| ≈ 0``).
+An activation module declares ``k`` as a ``features_per_unit`` attribute
+(:func:`features_per_unit`; 1 when absent), which the probe reads.
 """
 
 from __future__ import annotations
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from spectral.errors import SpectralError
 
@@ -45,25 +53,42 @@ def check_features(features: Tensor) -> Tensor:
     return features
 
 
+def features_per_unit(layer: nn.Module) -> int:
+    """``k`` of a layer whose output concatenates ``k`` blocks of per-unit features.
+
+    Read from the module's ``features_per_unit`` attribute (e.g. 2 on a CReLU module), 1 if
+    it has none.
+    """
+    k = getattr(layer, "features_per_unit", 1)
+    if not isinstance(k, int) or isinstance(k, bool) or k < 1:
+        raise SpectralError(
+            f"{type(layer).__name__}.features_per_unit must be a positive integer, got {k!r}"
+        )
+    return k
+
+
 def singular_values(features: Tensor) -> Tensor:
     """Singular values of ``Φ`` in descending order, computed in float64 (differentiable)."""
     return torch.linalg.svdvals(check_features(features).to(torch.float64))
 
 
-def effective_rank(features: Tensor, *, log_eps: float = 0.0) -> Tensor:
-    """Roy & Vetterli effective rank ``exp(−Σ pᵢ log pᵢ)`` with ``pᵢ = σᵢ / Σσ``.
+def effective_rank(features: Tensor, *, log_eps: float = 1e-8) -> Tensor:
+    """Roy & Vetterli effective rank ``exp(−Σ pᵢ log(pᵢ + log_eps))`` with ``pᵢ = σᵢ / Σσ``.
 
-    Returns a 0-dim tensor in ``features``' dtype, differentiable (for the ER regulariser).
-    ``0 log 0 = 0`` by default; ``log_eps > 0`` uses ``log(pᵢ + log_eps)`` as the
-    paper's code does (1e-8) to keep gradients finite when some ``σᵢ = 0``. A zero matrix
-    has effective rank 0.
+    Returns a 0-dim tensor in ``features``' dtype, differentiable in ``features`` (the ER
+    regulariser ascends exactly this function). ``log_eps = 1e-8`` is the spectral-collapse
+    paper's guard, which keeps the gradient finite when some ``σᵢ = 0`` (dead units);
+    ``log_eps = 0`` is the exact entropy with ``0 log 0 = 0``. A zero matrix has effective
+    rank 0 (with a zero gradient). ``svdvals`` has a stable gradient even for repeated
+    singular values and runs in float64 (LAPACK's float32 SVD failed to converge on nearly
+    rank-one features of saturated units in a study run).
     """
     if log_eps < 0:
         raise SpectralError(f"log_eps must be >= 0, got {log_eps}")
     sigma = singular_values(features)
     total = sigma.sum()
     if total == 0:
-        return torch.zeros((), dtype=features.dtype, device=features.device)
+        return (total * 0).to(features.dtype)
     p = sigma / total
     entropy = (
         -(p * torch.log(p + log_eps)).sum() if log_eps > 0 else -torch.special.xlogy(p, p).sum()
@@ -116,28 +141,44 @@ def numerical_rank(features: Tensor, tol: float | None = None) -> int:
     return int((sigma > tol).sum())
 
 
-def redo_scores(activations: Tensor) -> Tensor:
-    """ReDo per-unit scores ``sᵢ = mean_b|h_bi| / mean_j mean_b|h_bj|`` (shape ``(units,)``).
+def _per_unit(per_feature: Tensor, units: int | None, reduce: str = "sum") -> Tensor:
+    """Fold a per-feature statistic of ``k·units`` features onto ``units`` (module docstring)."""
+    if units is None or units == per_feature.numel():
+        return per_feature
+    if units < 1 or per_feature.numel() % units:
+        raise SpectralError(
+            f"{per_feature.numel()} features do not split into units={units!r} units; valid: "
+            f"a divisor of {per_feature.numel()} (the layer's pre-activation width)"
+        )
+    blocks = per_feature.reshape(-1, units)
+    return blocks.sum(dim=0) if reduce == "sum" else blocks.all(dim=0)
 
-    A layer whose activations are all 0 gets scores 0 (every unit dormant).
+
+def redo_scores(activations: Tensor, units: int | None = None) -> Tensor:
+    """ReDo per-unit scores ``sᵢ = E|hᵢ| / mean_j E|h_j|`` (shape ``(units,)``).
+
+    ``E|hᵢ|`` is the mean over the batch, summed over the unit's features (``units``, see
+    the module docstring). A layer whose activations are all 0 gets scores 0 (every unit
+    dormant).
     """
-    mean_abs = check_features(activations).abs().mean(dim=0)
+    mean_abs = _per_unit(check_features(activations).abs().mean(dim=0), units)
     layer_mean = mean_abs.mean()
     if layer_mean == 0:
         return torch.zeros_like(mean_abs)
     return mean_abs / layer_mean
 
 
-def dormant_fraction(activations: Tensor, tau: float = 0.025) -> float:
+def dormant_fraction(activations: Tensor, tau: float = 0.025, units: int | None = None) -> float:
     """Fraction of units with ReDo score ``sᵢ ≤ tau`` (Sokar et al. 2023)."""
     if tau < 0:
         raise SpectralError(f"tau must be >= 0, got {tau}")
-    return float((redo_scores(activations) <= tau).to(torch.float64).mean())
+    return float((redo_scores(activations, units) <= tau).to(torch.float64).mean())
 
 
-def dead_fraction(activations: Tensor) -> float:
-    """Fraction of units that are exactly 0 on every sample (Dohare et al. 2024 "dead units")."""
-    return float((check_features(activations) == 0).all(dim=0).to(torch.float64).mean())
+def dead_fraction(activations: Tensor, units: int | None = None) -> float:
+    """Fraction of units exactly 0 on every sample, all their features (Dohare et al. 2024)."""
+    dead = (check_features(activations) == 0).all(dim=0)
+    return float(_per_unit(dead, units, reduce="all").to(torch.float64).mean())
 
 
 def zero_fraction(activations: Tensor) -> float:

@@ -129,22 +129,29 @@ class HessianOperator(CurvatureOperator):
 
 
 OutputLoss = Callable[[Tensor], Tensor]
-OUTPUT_LOSSES = ("mse", "cross_entropy")
+OUTPUT_LOSSES: dict[str, Callable[[Tensor, Tensor], Tensor]] = {
+    "mse": F.mse_loss,
+    "huber": F.huber_loss,
+    "cross_entropy": F.cross_entropy,
+}
 
 
 def output_loss(name: str, targets: Tensor) -> OutputLoss:
     """``z ↦ L(z, targets)`` for a named loss with mean reduction (as in ``torch.nn.functional``).
 
-    ``mse``: ``mean((z - y)²)`` over all entries. ``cross_entropy``: mean over the batch of
-    ``-log softmax(z)[y]`` (``targets`` are class indices or class probabilities).
+    ``mse``: ``mean((z - y)²)`` over all entries (``H_L = 2I/N``). ``huber``: ``δ = 1``, i.e.
+    ``smooth_l1`` (``H_L = 1{|z - y| ≤ 1}/N``: outliers carry no curvature). ``cross_entropy``:
+    mean over the batch of ``-log softmax(z)[y]`` (``targets`` are class indices or class
+    probabilities); ``H_L = (diag(p) − ppᵀ)/B`` with ``p = softmax(z)`` does not depend on the
+    targets, so for a softmax policy (any targets, e.g. ``softmax(z).detach()``) ``G`` is the
+    policy's Fisher information matrix on the batch's states, which needs no advantages.
     """
-    if name == "mse":
-        return lambda z: F.mse_loss(z, targets)
-    if name == "cross_entropy":
-        return lambda z: F.cross_entropy(z, targets)
-    raise SpectralError(
-        f"unknown Gauss-Newton loss {name!r}; valid choices: {', '.join(OUTPUT_LOSSES)}"
-    )
+    if name not in OUTPUT_LOSSES:
+        raise SpectralError(
+            f"unknown Gauss-Newton loss {name!r}; valid choices: {', '.join(OUTPUT_LOSSES)}"
+        )
+    fn = OUTPUT_LOSSES[name]
+    return lambda z: fn(z, targets)
 
 
 class GGNOperator(CurvatureOperator):
@@ -153,7 +160,7 @@ class GGNOperator(CurvatureOperator):
     Args:
         output_fn: ``() -> network output f(θ)`` (any shape), called once.
         params: tensors that require grad, or an ``nn.Module``.
-        loss: ``"mse"`` or ``"cross_entropy"`` (then ``targets`` is required), or a callable
+        loss: a name of :func:`output_loss` (then ``targets`` is required), or a callable
             ``output -> scalar loss``. ``G`` is PSD when the loss is convex in the output.
         targets: regression targets / class labels for a named loss.
     """

@@ -9,10 +9,18 @@ group (``metrics``)     keys it adds
 ``hessian_top``         ``hessian/top_1`` … ``top_k`` (descending)
 ``hessian_bottom``      ``hessian/bottom_1`` … ``bottom_k`` (ascending: bottom_1 = min)
 ``layer_hessian_top``   ``hessian/<layer>/top_1`` … (diagonal Hessian block of each layer)
-``hessian_density``     ``hessian/eps_rank``, ``eps_rank_std`` (over SLQ probes),
-                        ``eps_rank_grid`` (paper's smoothed-density trapezoid),
-                        ``neg_mass``, ``effective_rank`` (fraction of dim),
-                        ``slq_min``, ``slq_max``
+``hessian_density``     ``hessian/eps_rank`` (node sum at ``eps``), ``eps_rank_std`` (over
+                        SLQ probes), ``eps_rank_grid`` (paper's smoothed-density trapezoid
+                        at ``eps``), ``eps_rank_paper/rel<r>`` and ``eps_rank_nodes/rel<r>``
+                        (the two estimators at ε = r·max|λ| for each r of ``eps_sweep``),
+                        ``eps_resolution`` / ``eps_resolution_nodes`` (smallest ε the paper's
+                        estimator / the node sum resolves; ``_rel``: as a fraction of
+                        max|λ|), ``neg_mass``, ``effective_rank`` (fraction of dim),
+                        ``slq_min``, ``slq_max``. Every ε-rank whose ε is below its
+                        estimator's resolution is NaN (``null`` in JSON): not measurable,
+                        not a number.
+``ggn_density``         ``ggn/...``: the same keys for the generalised Gauss-Newton matrix
+                        (needs ``ggn``; PSD, so ``slq_min`` >= 0 up to rounding)
 ``hessian_trace``       ``hessian/trace``, ``hessian/trace_stderr``
 ``features``            ``features/<layer>/{effective_rank, srank, feature_rank,
                         numerical_rank, dormant_fraction, dead_fraction, zero_fraction,
@@ -43,26 +51,21 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from spectral import features as feature_stats
 from spectral.capture import FeatureCapture, Layers, resolve_layers
 from spectral.density import (
+    SpectralDensity,
     epsilon_rank_per_probe,
+    epsilon_resolution,
     hessian_effective_rank,
     negative_mass,
+    resolved_epsilon_rank,
+    spectral_radius,
     stochastic_lanczos_quadrature,
 )
 from spectral.eigen import EigenResult, lanczos_eigenvalues
 from spectral.errors import SpectralError
-from spectral.features import (
-    dead_fraction,
-    dormant_fraction,
-    effective_rank,
-    feature_norm,
-    feature_rank,
-    numerical_rank,
-    srank,
-    zero_fraction,
-)
-from spectral.hvp import HessianOperator
+from spectral.hvp import CurvatureOperator, GGNOperator, HessianOperator, OutputLoss
 from spectral.layers import layer_parameters
 from spectral.optim_stats import (
     distance_from_init,
@@ -74,6 +77,9 @@ from spectral.optim_stats import (
 from spectral.params import LossFn, as_parameter_list
 from spectral.state import preserved_state
 from spectral.trace import TRACE_METHODS, operator_trace
+
+GGNSpec = tuple[Callable[[], Tensor], OutputLoss]
+"""``(output_fn, output_loss)``: what :class:`~spectral.hvp.GGNOperator` needs."""
 
 
 @dataclass(frozen=True)
@@ -89,6 +95,9 @@ class ProbeConfig:
         slq_iters, slq_probes: SLQ Lanczos steps per probe vector, number of probe vectors
             (paper: 100 and 1; several probes give ``eps_rank_std``).
         eps, eps_relative: ε-rank threshold, absolute or as a fraction of ``max|λ|``.
+        eps_sweep: relative thresholds (fractions of ``max|λ|``, in (0, 1]) at which both
+            ε-rank estimators are reported, so that networks whose curvature scales differ
+            by orders of magnitude are compared at the same relative ε.
         trace_samples, trace_method: product budget and estimator of ``hessian_trace``.
         srank_threshold, feature_rank_eps, dormant_tau: feature-statistic parameters.
         one_step_lr: step size of ``one_step_gain``.
@@ -102,6 +111,7 @@ class ProbeConfig:
     slq_probes: int = 4
     eps: float = 0.01
     eps_relative: bool = False
+    eps_sweep: tuple[float, ...] = (0.001, 0.01, 0.03, 0.1)
     trace_samples: int = 60
     trace_method: str = "hutch++"
     srank_threshold: float = 0.99
@@ -124,6 +134,15 @@ class ProbeConfig:
             )
         if not self.one_step_lr > 0:
             raise SpectralError(f"ProbeConfig.one_step_lr must be > 0, got {self.one_step_lr!r}")
+        sweep = self.eps_sweep
+        if isinstance(sweep, (int, float)) or not all(
+            isinstance(r, (int, float)) and not isinstance(r, bool) and 0 < r <= 1 for r in sweep
+        ):
+            raise SpectralError(
+                f"ProbeConfig.eps_sweep must be a list of fractions of max|λ| in (0, 1], "
+                f"got {sweep!r}"
+            )
+        object.__setattr__(self, "eps_sweep", tuple(float(r) for r in sweep))  # TOML lists
 
 
 class _Context:
@@ -141,6 +160,7 @@ class _Context:
         param_layers: dict[str, list[Tensor]] | None,
         eval_loss_fn: LossFn | None,
         init_params: Sequence[Tensor] | None,
+        ggn: GGNSpec | None,
         wanted: Sequence[str],
     ) -> None:
         self.module, self.loss_fn, self.params, self.config = module, loss_fn, params, config
@@ -150,6 +170,7 @@ class _Context:
             eval_loss_fn,
             init_params,
         )
+        self.ggn = ggn
         self.wanted = wanted
         self.times: dict[str, float] = {}
         self._operator: HessianOperator | None = None
@@ -222,28 +243,63 @@ def _layer_hessian_top(ctx: _Context) -> dict[str, float]:
     return out
 
 
-def _hessian_density(ctx: _Context) -> dict[str, float]:
+def density_summary(prefix: str, density: SpectralDensity, config: ProbeConfig) -> dict[str, float]:
+    """The ``hessian_density`` keys of one SLQ density, under ``prefix`` (see module docstring).
+
+    ε-ranks at an ε below :func:`~spectral.density.epsilon_resolution` are NaN.
+    """
+    cfg, nan = config, float("nan")
+    radius = spectral_radius(density)
+    resolution = {m: epsilon_resolution(density, method=m) for m in ("grid", "nodes")}
+    threshold = cfg.eps * radius if cfg.eps_relative else cfg.eps
+    per_probe = epsilon_rank_per_probe(density, cfg.eps, relative=cfg.eps_relative)
+    resolved = threshold >= resolution["nodes"]
+    out = {
+        f"{prefix}/eps_rank": float(per_probe.mean()) if resolved else nan,
+        f"{prefix}/eps_rank_std": float(per_probe.std(ddof=1))
+        if resolved and len(per_probe) > 1
+        else nan,
+        f"{prefix}/eps_rank_grid": resolved_epsilon_rank(
+            density, cfg.eps, relative=cfg.eps_relative, method="grid"
+        ),
+    }
+    for suffix, method in (("", "grid"), ("_nodes", "nodes")):
+        out[f"{prefix}/eps_resolution{suffix}"] = resolution[method]
+        out[f"{prefix}/eps_resolution{suffix}_rel"] = (
+            resolution[method] / radius if radius > 0 else nan
+        )
+    for r in cfg.eps_sweep:
+        for name, method in (("paper", "grid"), ("nodes", "nodes")):
+            out[f"{prefix}/eps_rank_{name}/rel{r:g}"] = resolved_epsilon_rank(
+                density, r, relative=True, method=method
+            )
+    out[f"{prefix}/neg_mass"] = negative_mass(density)
+    out[f"{prefix}/effective_rank"] = hessian_effective_rank(density)
+    out[f"{prefix}/slq_min"] = float(min(n.min() for n in density.nodes))
+    out[f"{prefix}/slq_max"] = float(max(n.max() for n in density.nodes))
+    return out
+
+
+def _slq(ctx: _Context, operator: CurvatureOperator, group: str) -> SpectralDensity:
     cfg = ctx.config
-    density = stochastic_lanczos_quadrature(
-        ctx.operator,
+    return stochastic_lanczos_quadrature(
+        operator,
         cfg.slq_iters,
         cfg.slq_probes,
-        generator=ctx.generator("hessian_density"),
+        generator=ctx.generator(group),
         dtype=cfg.dtype,
     )
-    per_probe = epsilon_rank_per_probe(density, cfg.eps, relative=cfg.eps_relative)
-    grid = epsilon_rank_per_probe(density, cfg.eps, relative=cfg.eps_relative, method="grid")
-    return {
-        "hessian/eps_rank": float(per_probe.mean()),
-        "hessian/eps_rank_std": float(per_probe.std(ddof=1))
-        if len(per_probe) > 1
-        else float("nan"),
-        "hessian/eps_rank_grid": float(grid.mean()),
-        "hessian/neg_mass": negative_mass(density),
-        "hessian/effective_rank": hessian_effective_rank(density),
-        "hessian/slq_min": float(min(n.min() for n in density.nodes)),
-        "hessian/slq_max": float(max(n.max() for n in density.nodes)),
-    }
+
+
+def _hessian_density(ctx: _Context) -> dict[str, float]:
+    density = _slq(ctx, ctx.operator, "hessian_density")
+    return density_summary("hessian", density, ctx.config)
+
+
+def _ggn_density(ctx: _Context) -> dict[str, float]:
+    output_fn, output_loss = _require(ctx.ggn, "ggn_density", "ggn")
+    operator = GGNOperator(output_fn, ctx.params, loss=output_loss)
+    return density_summary("ggn", _slq(ctx, operator, "ggn_density"), ctx.config)
 
 
 def _hessian_trace(ctx: _Context) -> dict[str, float]:
@@ -264,21 +320,25 @@ def _features(ctx: _Context) -> dict[str, float]:
     with FeatureCapture(layers) as cap, torch.no_grad():
         ctx.module(inputs)
     cfg, out = ctx.config, {}
+    # Looked up on the module at call time: mitigations (ER, ReDo) call the same functions,
+    # so a change there changes what both see (tested).
+    f = feature_stats
     for name in layers:
         if name not in cap.outputs:
             raise SpectralError(f"layer {name!r} was not called in the forward pass of the module")
         phi = cap.outputs[name]
+        units = phi.shape[1] // f.features_per_unit(layers[name])
         prefix = f"features/{name}/"
-        out[prefix + "effective_rank"] = float(effective_rank(phi))
-        out[prefix + "srank"] = float(srank(phi, cfg.srank_threshold))
-        out[prefix + "feature_rank"] = float(feature_rank(phi, cfg.feature_rank_eps))
-        out[prefix + "numerical_rank"] = float(numerical_rank(phi))
-        out[prefix + "dormant_fraction"] = dormant_fraction(phi, cfg.dormant_tau)
-        out[prefix + "dead_fraction"] = dead_fraction(phi)
-        out[prefix + "zero_fraction"] = zero_fraction(phi)
-        out[prefix + "feature_norm"] = float(feature_norm(phi))
+        out[prefix + "effective_rank"] = float(f.effective_rank(phi))
+        out[prefix + "srank"] = float(f.srank(phi, cfg.srank_threshold))
+        out[prefix + "feature_rank"] = float(f.feature_rank(phi, cfg.feature_rank_eps))
+        out[prefix + "numerical_rank"] = float(f.numerical_rank(phi))
+        out[prefix + "dormant_fraction"] = f.dormant_fraction(phi, cfg.dormant_tau, units)
+        out[prefix + "dead_fraction"] = f.dead_fraction(phi, units)
+        out[prefix + "zero_fraction"] = f.zero_fraction(phi)
+        out[prefix + "feature_norm"] = float(f.feature_norm(phi))
         if name in cap.inputs:
-            out[prefix + "preactivation_norm"] = float(feature_norm(cap.inputs[name]))
+            out[prefix + "preactivation_norm"] = float(f.feature_norm(cap.inputs[name]))
     return out
 
 
@@ -328,7 +388,13 @@ METRICS: dict[str, _Metric] = {
         "top-k eigenvalues of each layer's Hessian block", _layer_hessian_top
     ),
     "hessian_density": _Metric(
-        "SLQ density: eps-rank (+std over probes), negative mass, effective rank", _hessian_density
+        "SLQ Hessian spectrum: eps-rank (node sum, paper's trapezoid; absolute and relative "
+        "eps; NaN below resolution), negative mass, effective rank",
+        _hessian_density,
+    ),
+    "ggn_density": _Metric(
+        "the same SLQ summaries for the Gauss-Newton matrix J^T H_L J (needs ggn)",
+        _ggn_density,
     ),
     "hessian_trace": _Metric("Hessian trace (Hutch++ or Hutchinson)", _hessian_trace),
     "features": _Metric("per-layer feature ranks, dormant/dead/zero fractions, norms", _features),
@@ -391,6 +457,7 @@ class ProbeSet:
         param_layers: Mapping[str, nn.Module | Sequence[Tensor]] | None = None,
         eval_loss_fn: LossFn | None = None,
         init_params: Sequence[Tensor] | None = None,
+        ggn: GGNSpec | None = None,
     ) -> dict[str, float]:
         """Run the groups on ``module`` and return ``{metric: float}`` (see module docstring).
 
@@ -405,6 +472,9 @@ class ProbeSet:
                 (default: every submodule that owns trainable parameters).
             eval_loss_fn: loss on a fresh batch, for ``one_step_gain``.
             init_params: initial parameter values (same order as ``params``).
+            ggn: ``(output_fn, output_loss)`` for ``ggn_density``: ``output_fn() -> f(θ)``
+                (the network output on the probe batch) and ``output_loss(f) -> scalar``
+                (convex in ``f``; :func:`spectral.output_loss` names the usual ones).
         """
         if not isinstance(module, nn.Module):
             raise SpectralError(f"module must be an nn.Module, got {type(module).__name__}")
@@ -432,6 +502,7 @@ class ProbeSet:
             blocks,
             eval_loss_fn,
             init_params,
+            ggn,
             self.metrics,
         )
         results: dict[str, float] = {}
@@ -462,6 +533,7 @@ def probe(
     param_layers: Mapping[str, nn.Module | Sequence[Tensor]] | None = None,
     eval_loss_fn: LossFn | None = None,
     init_params: Sequence[Tensor] | None = None,
+    ggn: GGNSpec | None = None,
 ) -> dict[str, float]:
     """One-shot :class:`ProbeSet` call: ``ProbeSet(metrics, config)(module, loss_fn, ...)``."""
     return ProbeSet(metrics, config)(
@@ -474,4 +546,5 @@ def probe(
         param_layers=param_layers,
         eval_loss_fn=eval_loss_fn,
         init_params=init_params,
+        ggn=ggn,
     )

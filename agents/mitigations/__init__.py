@@ -8,7 +8,7 @@ papers, documented in its docstring) and implements only the hooks of
 """
 
 from agents.mitigations.cbp import ContinualBackprop
-from agents.mitigations.er import ER, L2ER, differentiable_erank
+from agents.mitigations.er import ER, L2ER
 from agents.mitigations.l2 import L2, L2Init
 from agents.mitigations.network_options import CReLU, LayerNorm, NonStationaryAdam
 from agents.mitigations.redo import ReDo, unit_scores
@@ -40,7 +40,6 @@ __all__ = [
     "ShrinkPerturb",
     "SpectralNormReg",
     "available_mitigations",
-    "differentiable_erank",
     "make_mitigation",
     "make_mitigations",
     "mitigation_params",

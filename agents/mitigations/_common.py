@@ -9,7 +9,8 @@
   unit (its row of the linear layer, plus its LayerNorm gain and bias) and its outgoing
   columns in the next linear layer (two columns per unit with CReLU);
 * Adam state surgery for selected rows/columns of a parameter;
-* feature capture with forward hooks on ``MLP.layers()``.
+* feature capture on ``MLP.layers()`` with :class:`spectral.FeatureCapture` (the hooks the
+  probes use).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from torch import Tensor, nn
 
 from agents.base import AgentError, Batch
 from agents.networks import MLP, initialize_linear
+from spectral import FeatureCapture
 
 # --------------------------------------------------------------------------- validation
 
@@ -159,23 +161,9 @@ def capture_features(net: MLP, inputs: Tensor) -> dict[str, Tensor]:
 
     Gradients flow through the returned tensors if grad mode is on (ER differentiates them).
     """
-    features: dict[str, Tensor] = {}
-    handles = []
-    for name, module in net.layers().items():
-        handles.append(module.register_forward_hook(_store(features, name)))
-    try:
+    with FeatureCapture(net.layers(), detach=False) as capture:
         net(inputs)
-    finally:
-        for handle in handles:
-            handle.remove()
-    return features
-
-
-def _store(features: dict[str, Tensor], name: str):
-    def hook(module: nn.Module, args: Any, output: Tensor) -> None:
-        features[name] = output
-
-    return hook
+    return capture.outputs
 
 
 @dataclass

@@ -19,24 +19,7 @@ from agents.mitigations._common import (
     require_hidden_layers,
 )
 from agents.mitigations.l2 import L2
-
-_EPS = 1e-8
-
-
-def differentiable_erank(features: Tensor) -> Tensor:
-    """Effective rank of a feature matrix Φ (batch × width), differentiable in Φ.
-
-    ``σ = svdvals(Φ)``, ``p = σ / (Σσ + 1e-8)``, ``erank = exp(−Σ p·log(p + 1e-8))``
-    (Roy & Vetterli's effective rank, with the paper's 1e-8 guards so that a dead layer,
-    Σσ = 0, gives a finite value). ``torch.linalg.svdvals`` has a stable gradient even with
-    repeated singular values, unlike a gradient through full SVD vectors. The SVD runs in
-    float64: LAPACK's float32 SVD failed to converge on nearly rank-one features (saturated
-    units) in a full-length study run, and spectral's feature ranks use float64 too.
-    """
-    phi = features.reshape(features.shape[0], -1)
-    sigma = torch.linalg.svdvals(phi.to(torch.float64)).to(phi.dtype)
-    p = sigma / (sigma.sum() + _EPS)
-    return torch.exp(-(p * torch.log(p + _EPS)).sum())
+from spectral import features as feature_stats
 
 
 @dataclass
@@ -45,7 +28,9 @@ class ER(Mitigation):
 
     ``L_ER = −Σ_networks mean_layers erank(Φ_l)`` where Φ_l are hidden layer l's
     post-activation features on the update batch's observations (PPO: the mean over actor
-    layers plus the mean over critic layers; DQN: the Q network's layers). After each update
+    layers plus the mean over critic layers; DQN: the Q network's layers) and ``erank`` is
+    :func:`spectral.effective_rank`, the function the feature probes report (one definition:
+    the rank pushed is the rank measured). After each update
     phase the mitigation takes ``steps_per_update`` plain SGD steps θ ← θ − lr·∇L_ER that
     bypass the optimiser (Adam's moments are untouched) and leave ``.grad`` alone, exactly as
     the spectral-collapse paper (Prakash et al. 2025) does.
@@ -76,7 +61,7 @@ class ER(Mitigation):
         loss = torch.zeros(())
         for net_name, net in agent_networks(self.name, agent).items():
             features = capture_features(net, network_input(net, batch, self.name))
-            eranks = {name: differentiable_erank(phi) for name, phi in features.items()}
+            eranks = {name: feature_stats.effective_rank(phi) for name, phi in features.items()}
             for name, value in eranks.items():
                 self.last_erank[f"{net_name}.{name}"] = float(value.detach())
             loss = loss - torch.stack(list(eranks.values())).mean()

@@ -21,16 +21,18 @@ from agents.mitigations._common import (
     reinitialize_units,
     require_hidden_layers,
 )
+from spectral import features as feature_stats
 
 
 def unit_scores(layer: HiddenLayer, features: Tensor) -> Tensor:
-    """ReDo's dormancy score per unit: ``s_i = E|h_i| / mean_j E|h_j|`` over the batch.
+    """ReDo's dormancy score per unit, :func:`spectral.redo_scores` (the dormant probe's).
 
-    With CReLU a unit's two features are summed (``E|relu(x)| + E|relu(-x)| = E|x|``), so a
-    unit is dormant only if its pre-activation is ~0 on the batch.
+    ``s_i = E|h_i| / mean_j E|h_j|`` over the batch; with CReLU a unit's two features are
+    summed (``E|relu(x)| + E|relu(-x)| = E|x|``), so a unit is dormant only if its
+    pre-activation is ~0 on the batch.
     """
-    activity = layer.per_unit(features.detach().abs().reshape(features.shape[0], -1).mean(dim=0))
-    return activity / (activity.mean() + 1e-9)
+    phi = features.detach().reshape(features.shape[0], -1)
+    return feature_stats.redo_scores(phi, units=layer.width)
 
 
 @dataclass

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+import spectral
 from agents import PPO, AgentError, PPOConfig, ShiftPolicy
 from tests.agents.conftest import Recorder, cartpole_vec, empty_room, mean_return, params_equal
 
@@ -118,7 +119,7 @@ def test_value_probe_loss_is_the_clipped_value_loss_of_the_critic_only():
     envs = cartpole_vec(4)
     agent = make_agent(envs, seed=0)
     agent.learn(envs, 512)
-    policy, value = agent.probe_targets()
+    policy, value, _ = agent.probe_targets()
     assert (policy.name, value.name) == ("policy", "value")
     assert policy.module is agent.actor and value.module is agent.critic
     assert list(policy.layers) == ["hidden.0", "hidden.1"]
@@ -142,6 +143,77 @@ def test_value_probe_loss_is_the_clipped_value_loss_of_the_critic_only():
     agent.optimizer.zero_grad(set_to_none=True)
     value.loss(batch).backward()
     assert all(p.grad is None for p in agent.actor.parameters())
+
+
+def test_actor_critic_target_is_the_full_ppo_loss_over_both_networks():
+    envs = cartpole_vec(2)
+    agent = make_agent(envs, seed=0, widths=(8,), num_envs=2, num_steps=64)
+    agent.learn(envs, 128)
+    policy, value, both = agent.probe_targets()
+    assert both.name == "actor_critic" and both.ggn is None
+    params = list(both.module.parameters())
+    assert params == [*agent.actor.parameters(), *agent.critic.parameters()]
+    assert list(both.layers) == ["actor.hidden.0", "critic.hidden.0"]
+    batch = agent.last_rollout
+    # The training loss of one minibatch: clipped surrogate - entropy bonus + value loss.
+    assert both.loss(batch).item() == pytest.approx(
+        (agent.policy_loss(batch)[0] + agent.value_loss(batch)).item(), rel=1e-6
+    )
+    # Dense Hessians (float64 products on the float32 model): block diagonal, the blocks
+    # are the per-network Hessians, so the spectrum is the union of theirs.
+    full = spectral.HessianOperator(lambda: both.loss(batch), both.module).to_dense()
+    h_pi = spectral.HessianOperator(lambda: policy.loss(batch), policy.module).to_dense()
+    h_v = spectral.HessianOperator(lambda: value.loss(batch), value.module).to_dense()
+    torch.testing.assert_close(full, torch.block_diag(h_pi, h_v), rtol=1e-4, atol=1e-6)
+    union = torch.sort(torch.cat([torch.linalg.eigvalsh(h_pi), torch.linalg.eigvalsh(h_v)]))[0]
+    torch.testing.assert_close(torch.linalg.eigvalsh(full), union, rtol=1e-4, atol=1e-6)
+    # Its features forward runs both networks (the probe's feature hooks fire on each).
+    out = spectral.probe(
+        both.module,
+        lambda: both.loss(batch),
+        layers=both.layers,
+        inputs=both.inputs(batch),
+        metrics=["features"],
+    )
+    assert {
+        "features/actor.hidden.0/effective_rank",
+        "features/critic.hidden.0/effective_rank",
+    } <= set(out)
+
+
+def test_policy_and_value_gauss_newton_matrices():
+    envs = cartpole_vec(2)
+    agent = make_agent(envs, seed=0, widths=(8,), num_envs=2, num_steps=64)
+    agent.learn(envs, 128)
+    policy, value, _ = agent.probe_targets()
+    batch = agent.last_rollout
+    n = len(batch["obs"])
+
+    def ggn_dense(target, b):
+        output_fn, output_loss = target.ggn(b)
+        return spectral.GGNOperator(output_fn, target.module, output_loss).to_dense()
+
+    def jacobian(net):  # ∂ vec(net(obs)) / ∂θ, one row per output entry
+        out = net(batch["obs"]).reshape(-1)
+        params = list(net.parameters())
+        rows = [
+            torch.cat([g.reshape(-1) for g in torch.autograd.grad(o, params, retain_graph=True)])
+            for o in out
+        ]
+        return torch.stack(rows).double()
+
+    # Policy: the Fisher matrix of the softmax, Jᵀ (diag p − ppᵀ) J / B; independent of the
+    # actions taken and of the advantages.
+    jac = jacobian(agent.actor)
+    p = torch.softmax(agent.actor(batch["obs"]), -1).detach().double()
+    h_out = torch.block_diag(*[torch.diag(p[i]) - torch.outer(p[i], p[i]) for i in range(n)]) / n
+    fisher = ggn_dense(policy, batch)
+    torch.testing.assert_close(fisher, jac.T @ h_out @ jac, rtol=1e-4, atol=1e-7)
+    other = dict(batch, actions=1 - batch["actions"], advantages=-batch["advantages"])
+    torch.testing.assert_close(ggn_dense(policy, other), fisher, rtol=1e-5, atol=1e-8)
+    # Value: vf_coef · ½ MSE, so G = vf_coef · JᵀJ / B.
+    jac = jacobian(agent.critic)
+    torch.testing.assert_close(ggn_dense(value, batch), 0.5 * jac.T @ jac / n, rtol=1e-4, atol=1e-7)
 
 
 def test_collect_does_not_touch_agent_state():

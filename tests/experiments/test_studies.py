@@ -32,7 +32,9 @@ from experiments.tomlio import load_toml
 STUDIES = sorted((Path(__file__).resolve().parents[2] / "experiments" / "studies").glob("*.toml"))
 SMOKE_ARMS = ("continual", "fresh", "stationary", "l2_er")
 MIN_SEEDS = {"s1": 5, "s2": 5, "s3": 3}
-NETWORKS = {"ppo": {"policy", "value"}, "dqn": {"q"}}
+# S1 probes the full PPO loss too (probes.networks), as the spectral-collapse paper.
+NETWORKS = {"s1_ppo_minigrid_hidden_goal": {"policy", "value", "actor_critic"},
+            "s2_dqn_minigrid_hidden_goal": {"q"}, "s3_dqn_cartpole_permuted": {"q"}}
 
 
 def _rows(path: Path) -> list[dict]:
@@ -133,7 +135,7 @@ def test_smoke_runs_all_finish_with_probes_at_every_shift(smoke):
                 continue
             assert len(shifts) == run.config["experiment"]["steps"] // run.config["env"]["period"] - 1
             probes = _rows(d / "probes.jsonl")
-            nets = NETWORKS[run.config["agent"]["algo"]]
+            nets = NETWORKS[path.stem]
             for shift in shifts:
                 at = {(p["phase"], p["network"]) for p in probes if p["step"] == shift["step"]}
                 assert {(ph, n) for ph in ("pre", "init") for n in nets} <= at, (path.stem, shift)

@@ -11,9 +11,12 @@ from spectral import (
     SpectralError,
     epsilon_rank,
     epsilon_rank_per_probe,
+    epsilon_resolution,
     hessian_effective_rank,
     negative_mass,
+    resolved_epsilon_rank,
     spectral_density,
+    stochastic_lanczos_quadrature,
 )
 from tests.spectral.helpers import ce_problem, mse_problem
 
@@ -150,3 +153,77 @@ def test_deterministic_and_bad_arguments(mse):
         spectral_density(problem.loss_fn, problem.params, 10, 0)
     with pytest.raises(SpectralError, match="equal shape"):
         epsilon_rank((np.zeros(3), np.ones(2)), 0.1)
+
+
+class _Diagonal:
+    """A diagonal operator with known eigenvalues (what SLQ needs: matvec, dim, device)."""
+
+    def __init__(self, eigenvalues: np.ndarray) -> None:
+        self.d = torch.as_tensor(eigenvalues, dtype=torch.float64)
+        self.dim, self.device = len(eigenvalues), torch.device("cpu")
+
+    def matvec(self, v):
+        return self.d * v
+
+
+@pytest.fixture(scope="module")
+def known_spectrum():
+    """Issue 14's spectrum: 400 eigenvalues, 40% at ~0 and 60% at ±[0.1, 100] (log-uniform
+    magnitudes, random signs); SLQ with 100 steps and 16 probes, float64."""
+    rng = np.random.default_rng(0)
+    magnitudes = np.exp(rng.uniform(np.log(0.1), np.log(100), 240))
+    signs = rng.choice([-1.0, 1.0], 240)
+    eigs = np.concatenate([rng.normal(0.0, 1e-4, 160), signs * magnitudes])
+    density = stochastic_lanczos_quadrature(
+        _Diagonal(eigs), 100, 16, generator=torch.Generator().manual_seed(0)
+    )
+    return eigs, density
+
+
+def test_small_eps_counts_the_zero_bulk_as_rank_and_is_flagged(known_spectrum):
+    eigs, density = known_spectrum
+    resolution = epsilon_resolution(density)
+    for eps in (0.001, 0.01, 0.05):
+        assert np.mean(np.abs(eigs) > eps) == pytest.approx(0.60)
+        # The issue's finding: the node sum reads 0.88-1.00 where the truth is 0.60 ...
+        assert 0.88 <= epsilon_rank(density, eps) <= 1.0
+        assert epsilon_rank(density, eps, method="grid") >= 0.88
+        # ... and such an ε is below the resolution, so the reported value is NaN.
+        assert eps < resolution
+        assert np.isnan(resolved_epsilon_rank(density, eps))
+        assert np.isnan(resolved_epsilon_rank(density, eps, method="nodes"))
+    # Relative ε: the same thresholds as fractions of max|λ| ≈ 100.
+    radius = max(np.abs(n).max() for n in density.nodes)
+    assert epsilon_resolution(density, relative=True) == pytest.approx(resolution / radius)
+    assert np.isnan(resolved_epsilon_rank(density, 0.05 / radius, relative=True))
+
+
+def test_eps_above_the_resolution_is_reported_and_accurate(known_spectrum):
+    eigs, density = known_spectrum
+    resolution = epsilon_resolution(density)
+    # A few Ritz spacings near 0: far below the spectral range, far above 0.05.
+    assert 0.05 < resolution < 1.0
+    for eps in (0.3, 1.0, 3.0, 10.0):
+        truth = np.mean(np.abs(eigs) > eps)
+        # Issue 14: within 0.03 for ε >= 0.3, both estimators.
+        assert abs(epsilon_rank(density, eps) - truth) <= 0.03
+        assert abs(epsilon_rank(density, eps, method="grid") - truth) <= 0.03
+        if eps >= resolution:
+            assert resolved_epsilon_rank(density, eps) == epsilon_rank(density, eps, method="grid")
+    assert not np.isnan(resolved_epsilon_rank(density, 1.0))
+
+
+def test_resolution_is_exact_when_the_krylov_space_closes():
+    # 3 distinct eigenvalues: Lanczos closes after 3 steps and the quadrature is exact, so
+    # only the smoothing kernel limits the resolution and small ε are measured correctly.
+    eigs = np.array([0.0] * 6 + [0.05] * 2 + [5.0] * 2)
+    density = stochastic_lanczos_quadrature(
+        _Diagonal(eigs), 20, 4, generator=torch.Generator().manual_seed(0)
+    )
+    assert all(density.exact)
+    assert epsilon_resolution(density) == pytest.approx(2 * np.sqrt(density.variance))
+    assert epsilon_resolution(density, method="nodes") < 1e-12  # the node at 0 is exact
+    # ε = 0.02 lies between the exact nodes 0 and 0.05: per probe the weight of the probe's
+    # components on {0.05, 5}, whose mean over probes is the true 0.4.
+    assert epsilon_resolution(density) < 0.02
+    assert abs(resolved_epsilon_rank(density, 0.02, method="nodes") - 0.4) < 0.25

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -48,19 +49,28 @@ def test_singular_values_recovered():
 def test_effective_rank_exact():
     p = torch.tensor(SIGMA[:6], dtype=torch.float64) / sum(SIGMA)
     expected = math.exp(-float((p * p.log()).sum()))
-    assert float(effective_rank(with_singular_values(SIGMA))) == pytest.approx(expected, rel=1e-10)
-    assert float(effective_rank(with_singular_values([3.0] * 5))) == pytest.approx(5.0, rel=1e-10)
+    exact = effective_rank(with_singular_values(SIGMA), log_eps=0.0)
+    assert float(exact) == pytest.approx(expected, rel=1e-10)
+    assert float(effective_rank(with_singular_values([3.0] * 5))) == pytest.approx(5.0, rel=1e-7)
     assert float(effective_rank(torch.zeros(4, 3))) == 0.0
-    # The paper's log(p + 1e-8) variant differs by O(1e-8) here.
-    assert float(effective_rank(with_singular_values(SIGMA), log_eps=1e-8)) == pytest.approx(
-        expected, rel=1e-6
-    )
+    # The default is the paper's log(p + 1e-8) guard: O(1e-8) from the exact entropy.
+    guarded = float(effective_rank(with_singular_values(SIGMA)))
+    p_np = np.array(SIGMA[:6]) / sum(SIGMA)
+    assert guarded == pytest.approx(math.exp(-(p_np * np.log(p_np + 1e-8)).sum()), rel=1e-12)
+    assert guarded == pytest.approx(expected, rel=1e-6)
 
 
 def test_effective_rank_is_differentiable():
+    # SIGMA has two zero singular values: the default guard keeps the gradient finite.
     phi = with_singular_values(SIGMA).requires_grad_(True)
-    (grad,) = torch.autograd.grad(effective_rank(phi, log_eps=1e-8), phi)
+    (grad,) = torch.autograd.grad(effective_rank(phi), phi)
     assert torch.all(torch.isfinite(grad)) and grad.abs().sum() > 0
+    phi = torch.randn(7, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    assert torch.autograd.gradcheck(effective_rank, (phi.requires_grad_(True),))
+    # A dead layer: rank 0 with a (zero) gradient, so a regulariser's step is defined.
+    zero = torch.zeros(5, 4, requires_grad=True)
+    (grad,) = torch.autograd.grad(effective_rank(zero), zero)
+    assert torch.equal(grad, torch.zeros(5, 4))
 
 
 def test_srank_covers_99_percent():
@@ -95,6 +105,20 @@ def test_redo_scores_and_dormant_fraction_on_constructed_activations():
     assert dormant_fraction(h, tau=0.05) == pytest.approx(2 / 5)  # 0.05/1.21 = 0.041 ≤ 0.05
     assert dormant_fraction(h, tau=0.9) == pytest.approx(3 / 5)  # 1/1.21 = 0.83 too
     assert dormant_fraction(torch.zeros(3, 4)) == 1.0
+
+
+def test_crelu_units_fold_their_two_features():
+    # [relu(x), relu(-x)] of 3 units: unit 0 only ever negative (its relu(x) half is 0),
+    # unit 2 always 0. Per feature, unit 0's first half looks dead; per unit it is active.
+    x = torch.tensor([[-1.0, 2.0, 0.0], [-3.0, -2.0, 0.0]])
+    h = torch.cat([torch.relu(x), torch.relu(-x)], dim=1)
+    torch.testing.assert_close(redo_scores(h, units=3), torch.tensor([2.0, 2.0, 0.0]) / (4 / 3))
+    assert dormant_fraction(h, units=3) == pytest.approx(1 / 3)
+    assert dormant_fraction(h) == pytest.approx(3 / 6)  # per feature: x0+, x2+, x2-
+    assert dead_fraction(h, units=3) == pytest.approx(1 / 3)
+    assert dead_fraction(h) == pytest.approx(3 / 6)
+    with pytest.raises(SpectralError, match="units=4"):
+        redo_scores(h, units=4)
 
 
 def test_dead_and_zero_fraction_are_different_things():

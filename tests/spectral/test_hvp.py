@@ -97,15 +97,21 @@ def _output_loss_hessian(
     batch, classes = outputs.shape
     if loss_name == "mse":  # L = Σ (f - y)² / (B C)
         return 2.0 * torch.eye(batch * classes, dtype=outputs.dtype) / (batch * classes)
+    if loss_name == "huber":  # δ = 1: curvature 1/(B C) inside |f - y| <= 1, none outside
+        inside = ((outputs - targets).abs() <= 1).reshape(-1).to(outputs.dtype)
+        return torch.diag(inside) / (batch * classes)
     p = torch.softmax(outputs, dim=1)  # L = mean_b CE: block b is (diag p_b - p_b p_bᵀ) / B
     blocks = [(torch.diag(p[b]) - torch.outer(p[b], p[b])) / batch for b in range(batch)]
     return torch.block_diag(*blocks)
 
 
-@pytest.mark.parametrize("loss_name", ["mse", "cross_entropy"])
+@pytest.mark.parametrize("loss_name", ["mse", "huber", "cross_entropy"])
 def test_ggn_matches_dense_jt_h_j(loss_name):
-    problem = mse_problem() if loss_name == "mse" else ce_problem()
+    problem = ce_problem() if loss_name == "cross_entropy" else mse_problem()
     targets = problem.y
+    if loss_name == "huber":  # residuals on both sides of δ = 1
+        targets = 1.5 * targets
+        assert 0 < float(((problem.net(problem.x) - targets).abs() > 1).double().mean()) < 1
     jac = problem.dense_jacobian()
     h_out = _output_loss_hessian(loss_name, problem.net(problem.x).detach(), targets)
     expected = jac.T @ h_out @ jac
@@ -114,13 +120,50 @@ def test_ggn_matches_dense_jt_h_j(loss_name):
     torch.testing.assert_close(dense, expected, rtol=1e-10, atol=1e-12)
     assert torch.linalg.eigvalsh(dense)[0] > -1e-10  # PSD for convex output losses
     # The same with the loss given as a callable.
-    loss_of_output = (
-        (lambda z: F.mse_loss(z, targets))
-        if loss_name == "mse"
-        else (lambda z: F.cross_entropy(z, targets))
-    )
+    functional = {"mse": F.mse_loss, "huber": F.huber_loss, "cross_entropy": F.cross_entropy}
+
+    def loss_of_output(z):
+        return functional[loss_name](z, targets)
+
     op2 = GGNOperator(lambda: problem.net(problem.x), problem.params, loss_of_output)
     torch.testing.assert_close(op2.to_dense(), expected, rtol=1e-10, atol=1e-12)
+
+
+def test_ggn_of_a_td_loss_on_the_taken_actions():
+    # DQN: Huber (smooth L1) of Q(s, a_taken) against a fixed target; H_L lives on the
+    # taken-action entries of the (batch × actions) output, 1/B where |residual| <= 1.
+    problem = mse_problem(widths=(5, 16, 3), batch=40)
+    g = torch.Generator().manual_seed(7)
+    actions = torch.randint(0, 3, (40, 1), generator=g)
+    targets = 2.0 * torch.randn(40, generator=g, dtype=torch.float64)
+
+    def td_loss(z):
+        return F.smooth_l1_loss(z.gather(1, actions).squeeze(1), targets)
+
+    q = problem.net(problem.x).detach()
+    inside = (q.gather(1, actions).squeeze(1) - targets).abs() <= 1
+    h_out = torch.zeros(40, 3, dtype=torch.float64)
+    h_out[torch.arange(40), actions.squeeze(1)] = inside.double() / 40
+    expected = problem.dense_jacobian().T @ torch.diag(h_out.reshape(-1)) @ problem.dense_jacobian()
+    op = GGNOperator(lambda: problem.net(problem.x), problem.params, td_loss)
+    torch.testing.assert_close(op.to_dense(), expected, rtol=1e-10, atol=1e-12)
+
+
+def test_ggn_of_a_softmax_policy_is_its_fisher_matrix():
+    # Cross-entropy against the policy's own (detached) probabilities: G = E_s[Jᵀ (diag p −
+    # ppᵀ) J] = E_s E_{a~π}[∇log π(a|s) ∇log π(a|s)ᵀ], the Fisher matrix; no advantages.
+    problem = ce_problem(widths=(6, 10, 4), batch=30)
+    jac = problem.dense_jacobian()
+    p = torch.softmax(problem.net(problem.x), dim=1).detach()
+    fisher = torch.zeros(jac.shape[1], jac.shape[1], dtype=torch.float64)
+    for b in range(30):
+        # ∇_θ log π(a|s_b) = J_bᵀ (e_a − p_b) for the logits' Jacobian J_b (4 × dim).
+        j_b = jac[4 * b : 4 * b + 4]
+        for a in range(4):
+            score = j_b.T @ (torch.eye(4, dtype=torch.float64)[a] - p[b])
+            fisher += p[b, a] * torch.outer(score, score) / 30
+    op = GGNOperator(lambda: problem.net(problem.x), problem.params, "cross_entropy", p)
+    torch.testing.assert_close(op.to_dense(), fisher, rtol=1e-9, atol=1e-12)
 
 
 def test_ggn_of_linear_model_equals_hessian():
@@ -159,6 +202,6 @@ def test_bad_inputs_raise_spectral_error():
     with pytest.raises(SpectralError, match="does not match"):
         op.matvec(torch.zeros(op.dim + 1, dtype=torch.float64))
     with pytest.raises(SpectralError, match="valid choices"):
-        GGNOperator(lambda: problem.net(problem.x), problem.params, "huber", problem.y)
+        GGNOperator(lambda: problem.net(problem.x), problem.params, "hinge", problem.y)
     with pytest.raises(SpectralError, match="targets"):
         GGNOperator(lambda: problem.net(problem.x), problem.params, "mse")

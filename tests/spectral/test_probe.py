@@ -59,7 +59,7 @@ def test_no_side_effects_on_model_grads_modes_flags_buffers_and_rng():
         config=ProbeConfig(slq_iters=20, slq_probes=2, trace_samples=9),
         eval_loss_fn=loss_fn, init_params=init,
     )  # fmt: skip
-    assert all(np.isfinite(v) for k, v in out.items() if k != "hessian/eps_rank_std")
+    assert all(np.isfinite(v) for k, v in out.items() if not k.startswith("hessian/eps_rank"))
     after = net.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)  # params and BN buffers
     assert [m.training for m in net.modules()] == modes
@@ -109,8 +109,55 @@ def test_full_set_and_bottom_from_one_lanczos_run():
     )
     for key in ("eps_rank", "eps_rank_std", "eps_rank_grid", "neg_mass", "effective_rank", "trace"):
         assert f"hessian/{key}" in out
-    assert 0 <= out["hessian/eps_rank"] <= 1 and out["hessian/eps_rank_std"] >= 0
     assert out["hessian/slq_max"] == pytest.approx(exact[-1], rel=1e-6)
+    # Each ε-rank is a number exactly when its ε clears the reported resolution.
+    assert np.isnan(out["hessian/eps_rank"]) == (0.01 < out["hessian/eps_resolution_nodes"])
+    assert np.isnan(out["hessian/eps_rank_grid"]) == (0.01 < out["hessian/eps_resolution"])
+    for r in cfg.eps_sweep:
+        for estimator, suffix in (("paper", ""), ("nodes", "_nodes")):
+            value = out[f"hessian/eps_rank_{estimator}/rel{r:g}"]
+            assert np.isnan(value) == (r < out[f"hessian/eps_resolution{suffix}_rel"])
+            assert np.isnan(value) or 0 <= value <= 1
+    # The paper's estimator also has the smoothing kernel's limit.
+    assert out["hessian/eps_resolution"] >= out["hessian/eps_resolution_nodes"]
+    assert out["hessian/eps_resolution_rel"] == pytest.approx(
+        out["hessian/eps_resolution"] / max(abs(exact[0]), abs(exact[-1])), rel=1e-6
+    )
+
+
+def test_ggn_density_matches_the_dense_gauss_newton_spectrum():
+    problem = mse_problem(widths=(4, 10, 2), batch=16)  # 72 parameters, GGN rank <= 32
+    net, x, y = problem.net, problem.x, problem.y
+    cfg = ProbeConfig(slq_iters=100, slq_probes=6, eps_sweep=(0.001, 0.01, 0.1))
+    out = probe(
+        net, problem.loss_fn, metrics=["ggn_density"], config=cfg,
+        ggn=(lambda: net(x), lambda z: F.mse_loss(z, y)),
+    )  # fmt: skip
+    jac = problem.dense_jacobian()
+    exact = torch.linalg.eigvalsh(jac.T @ jac * 2 / y.numel()).numpy()
+    assert out["ggn/slq_max"] == pytest.approx(exact[-1], rel=1e-8)
+    assert out["ggn/slq_min"] > -1e-10  # PSD
+    # The Krylov space closes (33 distinct eigenvalues), so the quadrature is exact: the
+    # node sum resolves every ε; the paper's estimator is limited by two widths of its
+    # kernel, 2·sqrt(1e-5·max(1, range)) ≈ 0.5% of λ_max here, so its rel 0.001 is NaN.
+    kernel = 2 * np.sqrt(1e-5 * max(1.0, exact[-1] - exact[0])) / exact[-1]
+    assert out["ggn/eps_resolution_rel"] == pytest.approx(kernel, rel=1e-6)
+    assert out["ggn/eps_resolution_nodes"] < 1e-12
+    assert np.isnan(out["ggn/eps_rank_paper/rel0.001"])
+    for r in cfg.eps_sweep:
+        truth = np.mean(np.abs(exact) > r * exact[-1])
+        for estimator in ("paper", "nodes") if r > 0.001 else ("nodes",):
+            # 6 probes: the weights average to 1/n within ~0.035 (1 s.e.); 0.12 ~ 3.5 s.e.
+            assert abs(out[f"ggn/eps_rank_{estimator}/rel{r:g}"] - truth) < 0.12
+    with pytest.raises(SpectralError, match="needs the `ggn` argument"):
+        probe(net, problem.loss_fn, metrics=["ggn_density"], config=cfg)
+
+
+def test_eps_sweep_is_validated():
+    assert ProbeConfig(eps_sweep=[0.01, 0.1]).eps_sweep == (0.01, 0.1)  # a TOML list
+    for bad in ((0.0,), (1.5,), 0.1, ("a",)):
+        with pytest.raises(SpectralError, match="eps_sweep"):
+            ProbeConfig(eps_sweep=bad)
 
 
 def test_layer_hessian_top_matches_dense_blocks():
@@ -146,8 +193,11 @@ def test_deterministic_given_generator_and_independent_of_other_groups():
     a, b = run(["hessian_density"], 1), run(["hessian_density"], 1)
     c = run(["hessian_trace", "hessian_density"], 1)
     d = run(["hessian_density"], 2)
-    assert a["hessian/eps_rank"] == b["hessian/eps_rank"] == c["hessian/eps_rank"]
-    assert a["hessian/eps_rank_grid"] != d["hessian/eps_rank_grid"]
+    density_keys = [k for k in a if k.startswith("hessian/")]
+    values = [{k: r[k] for k in density_keys} for r in (a, b, c, d)]
+    np.testing.assert_equal(values[0], values[1])  # NaN (unresolved ε) equal to NaN
+    np.testing.assert_equal(values[0], values[2])
+    assert values[0]["hessian/eps_resolution"] != values[3]["hessian/eps_resolution"]
 
 
 def test_float32_model_and_no_grad_caller():

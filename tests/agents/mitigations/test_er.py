@@ -4,8 +4,10 @@ import numpy as np
 import pytest
 import torch
 
+import spectral
+import spectral.features
 from agents.base import AgentError
-from agents.mitigations import ER, L2ER, NonStationaryAdam, differentiable_erank
+from agents.mitigations import ER, L2ER, NonStationaryAdam
 from agents.mitigations._common import capture_features
 from tests.agents.mitigations.mitigation_fakes import FakeAgent as make_agent
 from tests.agents.mitigations.mitigation_fakes import FakeConfig as fake_config
@@ -16,35 +18,49 @@ obs_batch = make_obs_batch()
 
 def _erank_numpy(phi: np.ndarray) -> float:
     s = np.linalg.svd(phi, compute_uv=False)
-    p = s / (s.sum() + 1e-8)
+    p = s / s.sum()
     return float(np.exp(-(p * np.log(p + 1e-8)).sum()))
 
 
-def test_differentiable_erank_matches_dense_formula_and_limits():
-    rng = np.random.default_rng(0)
-    phi = rng.normal(size=(40, 12))
-    assert differentiable_erank(torch.tensor(phi)).item() == pytest.approx(
-        _erank_numpy(phi), rel=1e-10
+def _probe_eranks(net, obs) -> dict[str, float]:
+    """What the feature probe reports for each hidden layer of ``net`` on ``obs``."""
+    out = spectral.probe(
+        net, lambda: net(obs).pow(2).mean(), layers=net.layers(), inputs=obs, metrics=["features"]
     )
-    assert differentiable_erank(torch.eye(8, dtype=torch.float64)).item() == pytest.approx(
-        8.0, rel=1e-6
-    )
-    rank_one = np.outer(rng.normal(size=30), rng.normal(size=5))
-    assert differentiable_erank(torch.tensor(rank_one)).item() == pytest.approx(1.0, abs=1e-5)
-    assert torch.isfinite(differentiable_erank(torch.zeros(5, 4)))  # the 1e-8 guards
+    return {name: out[f"features/{name}/effective_rank"] for name in net.layers()}
 
 
-def test_differentiable_erank_gradient_matches_finite_differences():
-    phi = torch.randn(
-        7, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(1), requires_grad=True
-    )
-    assert torch.autograd.gradcheck(differentiable_erank, (phi,))
+def test_er_loss_is_minus_the_sum_over_networks_of_the_probed_layer_ranks():
+    er = ER()
+    agent = make_agent(mitigations=[er], nets=("actor", "critic"))
+    loss = er.er_loss(agent, obs_batch)
+    expected = 0.0
+    for net_name, net in agent.nets.items():
+        probed = _probe_eranks(net, obs_batch["obs"])
+        for layer, value in probed.items():
+            assert er.last_erank[f"{net_name}.{layer}"] == value  # the same number, bit for bit
+            phi = capture_features(net, obs_batch["obs"])[layer].detach().double().numpy()
+            assert value == pytest.approx(_erank_numpy(phi), rel=1e-5)
+        expected -= np.mean(list(probed.values()))
+    assert loss.item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_changing_the_shared_rank_function_changes_both_er_and_the_probe(monkeypatch):
+    er = ER()
+    agent = make_agent(mitigations=[er])
+    net = agent.nets["q"]
+    loss, probed = er.er_loss(agent, obs_batch).item(), _probe_eranks(net, obs_batch["obs"])
+    original = spectral.features.effective_rank
+    monkeypatch.setattr(spectral.features, "effective_rank", lambda phi: 2 * original(phi) + 1)
+    assert er.er_loss(agent, obs_batch).item() == pytest.approx(2 * loss - 1, rel=1e-6)
+    for layer, value in _probe_eranks(net, obs_batch["obs"]).items():
+        assert value == pytest.approx(2 * probed[layer] + 1, rel=1e-6)
 
 
 def _mean_erank(agent, obs):
     with torch.no_grad():
         feats = capture_features(agent.nets["q"], obs)
-    return {k: differentiable_erank(v).item() for k, v in feats.items()}
+    return {k: spectral.effective_rank(v).item() for k, v in feats.items()}
 
 
 def test_er_step_increases_feature_erank_and_leaves_optimizer_and_grads_alone():
@@ -64,18 +80,6 @@ def test_er_step_increases_feature_erank_and_leaves_optimizer_and_grads_alone():
     for k, v in agent.optimizer.state[w].items():
         assert torch.equal(v, adam_state[k])
     assert all(p.grad is None for p in agent.nets["q"].parameters())
-
-
-def test_er_loss_is_sum_over_networks_of_layer_means():
-    er = ER()
-    agent = make_agent(mitigations=[er], nets=("actor", "critic"))
-    loss = er.er_loss(agent, obs_batch)
-    expected = 0.0
-    for net in agent.nets.values():
-        with torch.no_grad():
-            feats = capture_features(net, obs_batch["obs"])
-        expected -= np.mean([_erank_numpy(f.double().numpy()) for f in feats.values()])
-    assert loss.item() == pytest.approx(expected, rel=1e-4)
 
 
 def test_er_takes_steps_per_update_steps():

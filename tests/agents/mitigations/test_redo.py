@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import torch
 
+import spectral
 from agents.mitigations import ReDo, unit_scores
 from agents.mitigations._common import capture_features, hidden_layers
 from tests.agents.mitigations.mitigation_fakes import FakeAgent as make_agent
@@ -115,3 +116,31 @@ def test_redo_every_updates_and_determinism():
     assert torch.equal(torch.random.get_rng_state(), global_rng)
     for a, b in zip(agent.nets["q"].parameters(), other.nets["q"].parameters(), strict=True):
         assert torch.equal(a, b)
+
+
+def test_redo_and_the_dormant_probe_score_crelu_units_alike():
+    agent = make_agent(config=fake_config(widths=(16, 16), activation="crelu"))
+    net, obs = agent.nets["q"], obs_batch["obs"]
+    with torch.no_grad():  # units 0-3: pre-activation -0.5 on every sample (relu(x) half is 0)
+        net.hidden[0].linear.weight[:4] = 0.0
+        net.hidden[0].linear.bias[:4] = -0.5
+    feats = capture_features(net, obs)
+    layers = hidden_layers(agent.nets)
+    out = spectral.probe(
+        net,
+        lambda: net(obs).sum(),
+        layers=net.layers(),
+        inputs=obs,
+        metrics=["features"],
+        config=spectral.ProbeConfig(dormant_tau=0.025),
+    )
+    for layer in layers:
+        scores = unit_scores(layer, feats[layer.name])
+        assert scores.shape == (16,)
+        torch.testing.assert_close(scores, spectral.redo_scores(feats[layer.name], units=16))
+        probed = out[f"features/{layer.name}/dormant_fraction"]
+        assert probed == float((scores <= 0.025).double().mean())
+    # The forced units are active through relu(-x): neither ReDo nor the probe calls them
+    # dormant, though half of their features are exactly 0.
+    assert out["features/hidden.0/dormant_fraction"] == 0.0
+    assert spectral.dormant_fraction(feats["hidden.0"]) >= 4 / 32  # per-feature view differs
