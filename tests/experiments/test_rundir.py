@@ -304,7 +304,8 @@ def test_sweep_overwrite_removes_the_old_sweep_report_and_sweep_out_naming_a_fil
 
 def test_plasticity_report_refuses_a_finished_run_with_a_torn_line_in_one_line(dqn_config,
                                                                               capsys):
-    config = dqn_config(**{"experiment.steps": 200, "experiment.checkpoint_every": 0})
+    config = dqn_config(**{"experiment.steps": 200, "experiment.checkpoint_every": 0,
+                           **SHORT_DQN})
     experiments.run(config)
     with open(config.run_dir / rundir.EPISODES, "a") as f:
         f.write('{"step": 250, "ret')
