@@ -45,6 +45,7 @@ from agents.base import (
     ProbeTarget,
     ShiftPolicy,
     check_choice,
+    check_field_types,
 )
 from agents.batched import StackedMLP
 from agents.networks import MLP
@@ -71,16 +72,20 @@ def _mse_grad(q_taken: Tensor, target: Tensor) -> Tensor:
 
 TD_LOSSES = {"huber": (_huber, _huber_grad), "mse": (_mse, _mse_grad)}
 LOSSES = tuple(TD_LOSSES)
+#: ``DQNConfig.horizon`` when unset: CleanRL's 500k-step CartPole run.
+DEFAULT_HORIZON = 500_000
 
 
 @dataclass
 class DQNConfig:
     """DQN hyperparameters; defaults are CleanRL's CartPole ``dqn.py`` settings.
 
-    Exceptions to CleanRL: ``loss`` defaults to Huber (with MSE and no gradient clipping the
-    TD loss of a continually trained DQN grew 100-4,000x across shifts), and epsilon's
-    decay is stored as an absolute ``exploration_steps`` (CleanRL: 50% of 500k steps) so an
-    oracle arm can re-warm it at a shift.
+    ``DQNConfig()`` is CleanRL's CartPole-v1 run (MSE loss, epsilon decayed over half of 500k
+    steps, 10k warm-up steps), which reaches CartPole's maximum return of 500 (see
+    ``benchmarks/RESULTS.md``); Huber loss with these settings diverges (see ``loss``).
+    Exploration and warm-up are fractions of ``horizon`` unless given in env steps, so a
+    run of any length gets a complete epsilon schedule; a run config resolves ``horizon``
+    to one task's length (``experiments.resolve``).
 
     Attributes:
         seed: seeds network init, epsilon-greedy, replay sampling and the first env reset.
@@ -91,13 +96,27 @@ class DQNConfig:
         target_network_frequency: env steps between target updates.
         batch_size: transitions per gradient step.
         start_e / end_e: epsilon at the start / end of the linear decay.
-        exploration_steps: env steps of the decay (from step 0 or from a re-warm).
-        learning_starts: env steps before the first update.
+        horizon: env steps the two fractions below refer to (None: 500,000, CleanRL's run;
+            a run config resolves it to ``env.period``, or ``experiment.steps`` when the run
+            never shifts).
+        exploration_fraction: epsilon decays from ``start_e`` to ``end_e`` over this
+            fraction of ``horizon`` (CleanRL: 0.5 of the run; SB3: 0.1).
+        exploration_steps: the decay in env steps, from step 0 or from a re-warm (None:
+            ``exploration_fraction * horizon``).
+        learning_starts_fraction: warm-up before the first update as a fraction of
+            ``horizon`` (CleanRL: 10k of 500k = 0.02).
+        learning_starts: the warm-up in env steps (None: ``learning_starts_fraction *
+            horizon``).
         train_frequency: env steps between updates.
         gradient_steps: optimiser steps per update (replay ratio = this / train_frequency).
         n_step: length of the n-step return (1 = classic DQN).
         double_dqn: pick the bootstrap action with the online net (van Hasselt et al.).
-        loss: "huber" (smooth L1, delta 1) or "mse".
+        loss: "mse" (CleanRL) or "huber" (smooth L1, delta 1). With the other defaults
+            Huber diverges on CartPole (Q-values ~2e6 at 200k steps, ~4e7 at 500k, return
+            ~10; ``benchmarks/RESULTS.md``). A likely reason, not isolated: every CartPole
+            reward is 1, so only the rare terminal transitions pin the values down, and
+            Huber gives their large errors no more gradient than any other sample, so the
+            max-operator's overestimation in the bootstrapped targets compounds.
         max_grad_norm: clip the global gradient norm (None = off).
         widths / activation / layer_norm / init: the Q network (:class:`agents.networks.MLP`).
         adam_betas / adam_eps: Adam options.
@@ -114,13 +133,16 @@ class DQNConfig:
     batch_size: int = 128
     start_e: float = 1.0
     end_e: float = 0.05
-    exploration_steps: int = 250_000
-    learning_starts: int = 10_000
+    horizon: int | None = None
+    exploration_fraction: float = 0.5
+    exploration_steps: int | None = None
+    learning_starts_fraction: float = 0.02
+    learning_starts: int | None = None
     train_frequency: int = 10
     gradient_steps: int = 1
     n_step: int = 1
     double_dqn: bool = False
-    loss: str = "huber"
+    loss: str = "mse"
     max_grad_norm: float | None = None
     widths: tuple[int, ...] = field(default=(120, 84))
     activation: str = "relu"
@@ -132,6 +154,7 @@ class DQNConfig:
     checkpoint_buffer: bool = True
 
     def __post_init__(self) -> None:
+        check_field_types(type(self), self.__dict__)
         common.check_network_fields(self)
         check_choice("loss", self.loss, LOSSES)
         for name in (
@@ -146,9 +169,12 @@ class DQNConfig:
             common.check_positive_int(name, getattr(self, name))
         for name in ("exploration_steps", "learning_starts"):
             value = getattr(self, name)
-            common.check_field(
-                name, value, isinstance(value, int) and value >= 0, "an integer >= 0"
-            )
+            common.check_field(name, value, value is None or value >= 0, "None or an integer >= 0")
+        for name in ("exploration_fraction", "learning_starts_fraction"):
+            value = getattr(self, name)
+            common.check_field(name, value, 0.0 <= value <= 1.0, "a fraction in [0, 1]")
+        common.check_field("horizon", self.horizon, self.horizon is None or self.horizon > 0,
+                           "None or a positive integer")
         common.check_field("tau", self.tau, 0.0 < self.tau <= 1.0, "a number in (0, 1]")
         for name in ("start_e", "end_e"):
             value = getattr(self, name)
@@ -159,6 +185,18 @@ class DQNConfig:
             self.batch_size <= self.buffer_size,
             f"at most buffer_size={self.buffer_size}",
         )
+
+    def schedule(self) -> tuple[int, int]:
+        """(epsilon decay, warm-up) in env steps: ``exploration_steps`` / ``learning_starts``
+        where given, else their fractions of ``horizon`` (default 500,000)."""
+        horizon = DEFAULT_HORIZON if self.horizon is None else self.horizon
+        decay = self.exploration_steps
+        warmup = self.learning_starts
+        if decay is None:
+            decay = round(self.exploration_fraction * horizon)
+        if warmup is None:
+            warmup = round(self.learning_starts_fraction * horizon)
+        return int(decay), int(warmup)
 
 
 class DQNMember:
@@ -388,6 +426,7 @@ class DQN:
         self.buffer = ReplayBuffer(c.buffer_size, self.obs_shape, obs_dtype, c.n_step, c.gamma,
                                    members=self.k)
         self.global_step = 0
+        self.exploration_steps, self.learning_starts = self.config.schedule()
         self.exploration_origin = 0  # env step at which epsilon's decay (re)started
         self._rngs = [m.rng for m in self.members]
         for m in self.members:
@@ -416,9 +455,9 @@ class DQN:
     def epsilon(self) -> float:
         """Linear decay from ``start_e`` to ``end_e`` over ``exploration_steps`` from the origin."""
         c = self.config
-        if c.exploration_steps == 0:
+        if self.exploration_steps == 0:
             return c.end_e
-        frac = (self.global_step - self.exploration_origin) / c.exploration_steps
+        frac = (self.global_step - self.exploration_origin) / self.exploration_steps
         return max(c.start_e + frac * (c.end_e - c.start_e), c.end_e)
 
     # ------------------------------------------------------------------------ the update
@@ -543,7 +582,7 @@ class DQN:
                 else:
                     obs[k] = next_obs[k]
 
-            if step > c.learning_starts and len(self.buffer) >= c.batch_size:
+            if step > self.learning_starts and len(self.buffer) >= c.batch_size:
                 if step % c.train_frequency == 0:
                     for _ in range(c.gradient_steps):
                         batch = self.buffer.sample(c.batch_size, self._rngs)

@@ -52,6 +52,7 @@ from agents.base import (
     Mitigation,
     ProbeTarget,
     ShiftPolicy,
+    check_field_types,
 )
 from agents.batched import StackedMLP
 from agents.distributions import CategoricalPolicy, GaussianPolicy
@@ -116,6 +117,7 @@ class PPOConfig:
     adam_eps: float = 1e-5
 
     def __post_init__(self) -> None:
+        check_field_types(type(self), self.__dict__)
         common.check_network_fields(self)
         for name in ("num_envs", "num_steps", "total_steps", "num_minibatches", "update_epochs"):
             common.check_positive_int(name, getattr(self, name))

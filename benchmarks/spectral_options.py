@@ -19,10 +19,8 @@ ratios: the machine may be shared.
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -30,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 
 import spectral  # noqa: E402
+from benchmarks.probes import median_time  # noqa: E402
 from experiments.config import apply_overrides, from_dict  # noqa: E402
 from experiments.resolve import resolve  # noqa: E402
 from experiments.runner import _make_agent  # noqa: E402
@@ -42,15 +41,6 @@ STUDIES = {
     "S1": ROOT / "experiments/studies/s1_ppo_minigrid_hidden_goal.toml",
     "S2": ROOT / "experiments/studies/s2_dqn_minigrid_hidden_goal.toml",
 }
-
-
-def median_time(fn, repeats: int) -> tuple[float, object]:
-    times, out = [], None
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        out = fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times), out
 
 
 def update_time(module: torch.nn.Module, loss_fn, repeats: int) -> float:

@@ -21,6 +21,7 @@ from typing import Any
 
 import gymnasium as gym
 
+from .errors import EnvError
 from .factory import make_base_env, make_nonstationary
 from .minigrid.rooms import RoomEnv
 from .minigrid.shifts import GoalShift, LayoutShift, ViewPermutation
@@ -172,12 +173,13 @@ def cartpole_permuted_obs(period: int = 20_000, *, stationary: bool = False, swi
     shift is not undone by a few first-layer weights (e.g. ``projection=64``).
     """
     env = make_base_env("CartPole-v1", render_mode=render_mode)
+    # The shift first: its check of `projection` names the option, not the schedule's `n`.
+    shift = ObservationPermutation(projection=projection, projection_seed=projection_seed)
     n = projection or 4
     schedule = RandomSchedule(
         period, {"obs_perm": Permutation(n), "obs_sign": RandomSigns(n)}, seed,
         first={"obs_perm": tuple(range(n)), "obs_sign": (1.0,) * n}, num_tasks=num_tasks,
     )
-    shift = ObservationPermutation(projection=projection, projection_seed=projection_seed)
     return _wrap(env, shift, schedule, switch_at, stationary, vector_size, autoreset_mode)
 
 
@@ -191,6 +193,8 @@ def cartpole_obs_offset(period: int = 20_000, *, stationary: bool = False, switc
     task (default offset_std 2.0), task 0 unperturbed (zero offset); period 20,000 steps.
     Observation Box(4) float32, unbounded.
     """
+    if isinstance(offset_std, bool) or not isinstance(offset_std, (int, float)) or offset_std < 0:
+        raise EnvError(f"offset_std must be a number >= 0, got {offset_std!r}")
     env = make_base_env("CartPole-v1", render_mode=render_mode)
     schedule = RandomSchedule(
         period, {"obs_offset": Normal(0.0, offset_std, 4)}, seed,

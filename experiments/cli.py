@@ -111,10 +111,11 @@ def _flag_overrides(ns: argparse.Namespace) -> dict[str, Any]:
     return out | parse_overrides(ns.sets)
 
 
-def cmd_run(ns: argparse.Namespace) -> int:
+def run_data(ns: argparse.Namespace) -> dict[str, Any] | None:
+    """The run config (nested dicts, not yet validated) that ``plasticity run`` would run
+    for the parsed arguments ``ns``; None for the default study."""
     from experiments import rundir
-    from experiments.config import apply_overrides, from_dict, parse_overrides
-    from experiments.runner import run
+    from experiments.config import apply_overrides, parse_overrides
     from experiments.tomlio import load_toml
 
     config_path, positional = _split_run_args(ns.args)
@@ -124,15 +125,35 @@ def cmd_run(ns: argparse.Namespace) -> int:
             raise ConfigError("--resume DIR takes the config saved in DIR; do not also give CONFIG")
         saved = Path(ns.resume) / rundir.CONFIG
         if not saved.is_file():
-            raise ConfigError(f"--resume {ns.resume!r}: no config.toml there, so it is not a run directory")
-        data = apply_overrides(load_toml(saved), overrides | {"experiment.out": ns.resume})
-    elif config_path is not None:
-        data = apply_overrides(load_toml(config_path), overrides)
-        if ns.out:
-            data = apply_overrides(data, {"experiment.out": ns.out})
-    else:
-        return _run_default_study(ns, overrides)
-    result = run(from_dict(data), overwrite=ns.overwrite)
+            hint = (" (it is a sweep directory: run `plasticity sweep` on its sweep.toml again "
+                    "to resume its runs)") if (Path(ns.resume) / rundir.SWEEP_FILE).is_file() else ""
+            raise ConfigError(f"--resume {ns.resume!r}: no config.toml there, so it is not a run "
+                              f"directory{hint}")
+        return apply_overrides(load_toml(saved), overrides | {"experiment.out": ns.resume})
+    if config_path is None and ns.env is None and ns.agent is None:
+        return None
+    # A stream or an agent named by flag runs on that stream's and agent's own defaults
+    # (the stream's period, exploration scaled to the run), not on the default study's.
+    base = load_toml(config_path) if config_path is not None else {}
+    data = apply_overrides(base, overrides)
+    if ns.out:
+        data = apply_overrides(data, {"experiment.out": ns.out})
+    return data
+
+
+def cmd_run(ns: argparse.Namespace) -> int:
+    from experiments import rundir
+    from experiments.config import from_dict, parse_overrides
+    from experiments.runner import run
+
+    data = run_data(ns)
+    if data is None:
+        return _run_default_study(ns, _flag_overrides(ns) | parse_overrides(ns.args))
+    config = from_dict(data)
+    if ns.resume and not ns.overwrite and rundir.run_status(config.run_dir) == "done":
+        print(f"run {ns.resume} is already finished (DONE); nothing to resume")
+        return 0
+    result = run(config, overwrite=ns.overwrite)
     print(f"run finished: {result.run_dir} ({result.steps} steps, {result.wall_time:.1f}s, "
           f"probes {result.probe_fraction:.1%} of the time)")
     print(f"report: plasticity report {result.run_dir}")
@@ -182,11 +203,18 @@ def write_report(paths: list[Path], out: Path | None, allow_mixed_commits: bool 
 
 
 def cmd_report(ns: argparse.Namespace) -> int:
+    from experiments.analysis import find_run_dirs, is_tables_dir
+
+    if ns.out is not None and Path(ns.out).exists() and not Path(ns.out).is_dir():
+        raise ConfigError(f"report --out {ns.out!r} is a file; give a directory (it is created "
+                          "if missing)")
     paths = [Path(p) for p in ns.paths]
     for path in paths:
         if not path.is_dir():
             raise ConfigError(f"report: {str(path)!r} is not a directory; give run or sweep "
                               "directories, or a tables directory a report wrote")
+        if not is_tables_dir(path):
+            find_run_dirs([path])  # a directory without runs is refused before anything is written
     if ns.study:
         from experiments.reporting.build import write_study_report
 
@@ -235,9 +263,22 @@ COMMANDS = {"run": cmd_run, "sweep": cmd_sweep, "report": cmd_report, "envs": cm
             "list": cmd_list}
 
 
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """The parsed command line; ``run``'s overrides may come anywhere on the line (argparse
+    alone takes positionals in one run, so ``run CONFIG --seed 3 table.key=value`` would
+    leave the override unparsed)."""
+    parser = build_parser()
+    ns, extra = parser.parse_known_args(argv)
+    if ns.command == "run" and all("=" in a and not a.startswith("-") for a in extra):
+        ns.args = [*ns.args, *extra]
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    return ns
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``plasticity`` console script; returns the exit code."""
-    ns = build_parser().parse_args(argv)
+    ns = parse_args(argv)
     try:
         return COMMANDS[ns.command](ns)
     except RunDiverged as exc:

@@ -3,19 +3,22 @@
 ``config.from_dict`` checks what a config says on its own; :func:`resolve` checks the
 names it uses against what is registered, and writes out every default that would
 otherwise depend on another package's version (the stream's period, the default probe
-set), so the saved ``config.toml`` reproduces the run.
+set, DQN's exploration and warm-up in env steps), so the saved ``config.toml`` reproduces
+the run. It also refuses runs that cannot be what the user meant: a shifting run that ends
+before its first shift, a DQN whose epsilon would not finish decaying or that would never
+update, a PPO whose learning rate would anneal to 0 before the end.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import importlib
+import re
 
 from experiments.config import RunConfig
 from experiments.errors import ConfigError
 
 __all__ = ["resolve", "rollout_size", "probe_metric_names", "DEFAULT_PROBE_METRICS",
-           "PROBE_NETWORKS", "DEFAULT_PROBE_NETWORKS"]
+           "PROBE_NETWORKS", "DEFAULT_PROBE_NETWORKS", "GYMNASIUM_TWINS"]
 
 
 def _choices(values) -> str:
@@ -37,6 +40,17 @@ PROBE_NETWORKS = {"dqn": ("q",), "ppo": ("policy", "value", "actor_critic")}
 DEFAULT_PROBE_NETWORKS = {"dqn": ("q",), "ppo": ("policy", "value")}
 
 
+#: Plain Gymnasium ids whose stream's task 0 is that env unchanged: ``env.id = "CartPole-v1"``
+#: runs ``plasticity/CartPoleDynamics-v0`` with ``experiment.reference = "stationary"``,
+#: which is CartPole-v1 itself (the saved config.toml says so).
+GYMNASIUM_TWINS = {
+    "CartPole-v1": "plasticity/CartPoleDynamics-v0",
+    "Acrobot-v1": "plasticity/AcrobotDynamics-v0",
+    "MountainCar-v0": "plasticity/MountainCarDynamics-v0",
+    "Pendulum-v1": "plasticity/PendulumDynamics-v0",
+}
+
+
 def probe_metric_names() -> list[str]:
     """Metric groups a run may ask for (``spectral.list_metrics`` less the unsupported)."""
     import spectral
@@ -53,7 +67,6 @@ def rollout_size(config: RunConfig) -> int:
 
 def resolve(config: RunConfig) -> RunConfig:
     """A copy of ``config`` with names checked and defaults written out (idempotent)."""
-    import envs
     import spectral
     from agents.mitigations import available_mitigations
 
@@ -64,22 +77,13 @@ def resolve(config: RunConfig) -> RunConfig:
         probes=dataclasses.replace(config.probes),
     )
     e, env, probes = config.experiment, config.env, config.probes
+    for module in e.imports:
+        _import_plugin(module)
+    _resolve_stream(config)
     if not e.arm:
         e.arm = e.reference
-    for module in e.imports:
-        # User plug-ins register their streams/mitigations on import.
-        try:
-            importlib.import_module(module)
-        except ImportError as err:
-            raise ConfigError(f"experiment.imports: cannot import {module!r} ({err}); give an "
-                              "importable module name (on sys.path / PYTHONPATH)") from err
-
-    streams = {s.id: s for s in envs.list_streams()}
-    if env.id not in streams:
-        raise ConfigError(f"env.id = {env.id!r} is not a registered stream; valid choices: "
-                          f"{_choices(sorted(streams))} (see `plasticity envs`)")
-    if env.period == 0:
-        env.period = int(streams[env.id].default_period or 0)
+    _check_stream_options(config)
+    config = _resolve_agent(config)
 
     valid = probe_metric_names()
     if not probes.metrics:
@@ -119,7 +123,7 @@ def resolve(config: RunConfig) -> RunConfig:
                 raise ConfigError(f"shift.{knob} = {value!r}: PPO has no {knob} to change; "
                                   "valid choices for PPO: 'keep'")
     rollout = rollout_size(config)
-    if env.period % rollout:
+    if env.period and env.period % rollout:
         lower = max(env.period // rollout, 1) * rollout
         raise ConfigError(
             f"env.period = {env.period} is not a multiple of the PPO rollout "
@@ -127,3 +131,124 @@ def resolve(config: RunConfig) -> RunConfig:
             f"a rollout; use e.g. env.period = {lower} or {lower + rollout}"
         )
     return config
+
+
+def _import_plugin(module: str) -> None:
+    """Import a user plug-in named in ``experiment.imports``: a module name (on sys.path /
+    PYTHONPATH) or a path to a ``.py`` file (relative to the working directory)."""
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    if module.endswith(".py"):
+        path = Path(module).resolve()
+        if not path.is_file():
+            raise ConfigError(f"experiment.imports: {module!r} is not a file; give a path to a .py "
+                              "file or an importable module name")
+        name = "plasticity_plugin_" + re.sub(r"\W", "_", str(path))
+        if name in sys.modules:
+            return
+        spec = importlib.util.spec_from_file_location(name, path)
+        loaded = importlib.util.module_from_spec(spec)
+        sys.modules[name] = loaded
+        try:
+            spec.loader.exec_module(loaded)
+        except BaseException:
+            del sys.modules[name]
+            raise
+        return
+    try:
+        importlib.import_module(module)
+    except ImportError as err:
+        raise ConfigError(f"experiment.imports: cannot import {module!r} ({err}); give an "
+                          "importable module name (on sys.path / PYTHONPATH) or a path to a "
+                          ".py file") from err
+
+
+def _resolve_stream(config: RunConfig) -> None:
+    """Map a plain Gymnasium id to its stationary stream twin, check the id, fill in the
+    period (the stream's default, rounded to whole PPO rollouts so switches fall between
+    rollouts) and refuse a shifting run too short for a shift."""
+    import envs
+
+    e, env = config.experiment, config.env
+    if env.id in GYMNASIUM_TWINS:
+        if e.reference == "fresh":
+            raise ConfigError(f"env.id = {env.id!r} never shifts, so experiment.reference = "
+                              "'fresh' has no shift to re-initialise at; valid choices for a "
+                              "plain Gymnasium env: 'stationary' (or use a plasticity/ stream)")
+        env.id, e.reference = GYMNASIUM_TWINS[env.id], "stationary"
+    streams = {s.id: s for s in envs.list_streams()}
+    if env.id not in streams:
+        import gymnasium
+
+        hint = ""
+        if env.id in gymnasium.registry:
+            hint = (f"; {env.id!r} is a plain Gymnasium env: wrap it with "
+                    "envs.make_nonstationary and register it with envs.register_stream in a "
+                    "module named in experiment.imports (README: 'Plugging in a new "
+                    "environment'); plain ids that run as they are: "
+                    + _choices(GYMNASIUM_TWINS))
+        raise ConfigError(f"env.id = {env.id!r} is not a registered stream; valid choices: "
+                          f"{_choices(sorted(streams))} (see `plasticity envs`){hint}")
+    if env.period == 0:
+        default, rollout = int(streams[env.id].default_period or 0), rollout_size(config)
+        env.period = max(round(default / rollout), 1) * rollout if default else 0
+    if e.reference != "stationary" and env.period and env.period >= e.steps:
+        raise ConfigError(
+            f"env.period = {env.period} >= experiment.steps = {e.steps}: the run would end "
+            f"before its first shift; give experiment.steps > env.period (e.g. "
+            f"{4 * env.period} for 4 tasks), a shorter env.period, or experiment.reference = "
+            "'stationary'"
+        )
+
+
+def _check_stream_options(config: RunConfig) -> None:
+    """Build the stream once when ``env.kwargs`` are given, so a bad option is refused
+    before anything is written (and in a sweep, before any run starts)."""
+    import envs
+
+    env = config.env
+    if not env.kwargs:
+        return
+    kwargs = dict(env.kwargs, stationary=True, seed=config.experiment.seed)
+    if env.period:
+        kwargs["period"] = env.period
+    try:
+        envs.make(env.id, **kwargs).close()
+    except envs.EnvError as err:
+        raise ConfigError(f"env.kwargs = {dict(env.kwargs)!r} for {env.id}: {err}") from None
+
+
+def _resolve_agent(config: RunConfig) -> RunConfig:
+    """Write out the agent's run-length-dependent settings and refuse inconsistent ones."""
+    e, settings = config.experiment, config.agent.settings
+    if config.agent.algo == "dqn":
+        # One task is the horizon: epsilon finishes decaying within the first task, and a
+        # re-warmed or re-initialised agent decays over the same span on every task.
+        horizon = settings.horizon or (
+            config.env.period if e.reference != "stationary" and config.env.period else e.steps)
+        settings = dataclasses.replace(settings, horizon=horizon)
+        decay, warmup = settings.schedule()
+        settings = dataclasses.replace(settings, exploration_steps=decay, learning_starts=warmup)
+        if decay > e.steps:
+            raise ConfigError(
+                f"agent.exploration_steps = {decay} > experiment.steps = {e.steps}: epsilon "
+                f"would not reach end_e = {settings.end_e} within the run; lower "
+                "agent.exploration_steps or agent.exploration_fraction (a fraction of "
+                "agent.horizon)")
+        start = max(warmup + 1, settings.batch_size)
+        first_update = -(-start // settings.train_frequency) * settings.train_frequency
+        if first_update > e.steps:
+            raise ConfigError(
+                f"agent.learning_starts = {warmup} (batch_size {settings.batch_size}, "
+                f"train_frequency {settings.train_frequency}): the first update would come at "
+                f"step {first_update}, after experiment.steps = {e.steps}; lower "
+                "agent.learning_starts / agent.learning_starts_fraction")
+    elif settings.anneal_lr and settings.total_steps < e.steps:
+        raise ConfigError(
+            f"agent.total_steps = {settings.total_steps} < experiment.steps = {e.steps} with "
+            "agent.anneal_lr = true: the learning rate would be 0 for the last "
+            f"{e.steps - settings.total_steps} steps; set agent.total_steps = {e.steps} or "
+            "agent.anneal_lr = false")
+    return dataclasses.replace(config, agent=dataclasses.replace(config.agent, settings=settings))

@@ -22,6 +22,7 @@ Sweep file (TOML)::
 
     [smoke]                      # overrides applied by --smoke: a few-thousand-step setting
     "experiment.steps" = 4096
+    seeds = [0]                  # (optional) the seeds of the smoke sweep
 
     [report] / [[hypotheses]]    # what the report declares: arm roles, fresh references and
                                  # signed hypotheses (experiments/reporting/declarations.py)
@@ -125,10 +126,15 @@ def build_sweep(data: Mapping[str, Any], *, name: str, out: str | Path | None = 
             raise ConfigError(f"unknown sweep key {key!r}; valid keys: {', '.join(SWEEP_KEYS)} "
                               "(run-config tables go under [base])")
     name = str(data.get("name", name))
-    seeds = data.get("seeds", [0])
+    smoke_table = dict(data.get("smoke", {})) if smoke else {}
+    seeds = smoke_table.pop("seeds", data.get("seeds", [0]))
     if not isinstance(seeds, list) or not seeds or not all(
             isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds):
         raise ConfigError(f"seeds = {seeds!r}: expected a non-empty list of integers >= 0")
+    repeated = sorted({s for s in seeds if seeds.count(s) > 1})
+    if repeated:
+        raise ConfigError(f"seeds = {seeds!r} lists seed {repeated[0]} more than once; give "
+                          "each seed once")
     base = data.get("base", {})
     grid = data.get("grid", {})
     if not isinstance(base, Mapping) or not isinstance(grid, Mapping):
@@ -138,9 +144,10 @@ def build_sweep(data: Mapping[str, Any], *, name: str, out: str | Path | None = 
         if not isinstance(values, list) or not values:
             raise ConfigError(f"grid key {key!r} = {values!r}: expected a non-empty list of values")
     arms = data.get("arms", [{}])
-    if not isinstance(arms, list) or not all(isinstance(a, Mapping) for a in arms):
-        raise ConfigError("arms must be an array of tables ([[arms]] with name = ... and overrides)")
-    smoke_overrides = _flatten(data.get("smoke", {})) if smoke else {}
+    if not isinstance(arms, list) or not arms or not all(isinstance(a, Mapping) for a in arms):
+        raise ConfigError(f"arms = {arms!r}: expected a non-empty array of tables ([[arms]] with "
+                          "name = ... and overrides; leave arms out for one arm from [base])")
+    smoke_overrides = _flatten(smoke_table)
     if smoke and "smoke" not in data:
         raise ConfigError(f"--smoke: the sweep {name!r} has no [smoke] table")
     directory = Path(out if out is not None else str(data.get("out", "runs/sweeps/{name}"))
@@ -264,11 +271,21 @@ def run_sweep(sweep: Sweep, *, workers: int = 1, backend: str = "local",
     if workers < 1:
         raise ConfigError(f"--workers {workers} is out of range; it must be >= 1")
     rundir.check_out(sweep.directory)
-    with rundir.locked(sweep.directory, what="sweep directory"):
-        return _run_sweep(sweep, workers, backend, address, progress, overwrite)
+    # Connect first: a cluster that is not there is refused before anything is written.
+    ray_started = backend == "ray" and any(
+        overwrite or rundir.run_status(m.run_dir) not in ("done", "diverged") for m in sweep.runs
+    ) and _connect_ray(address, workers)
+    try:
+        with rundir.locked(sweep.directory, what="sweep directory"):
+            return _run_sweep(sweep, workers, backend, progress, overwrite)
+    finally:
+        if ray_started:
+            import ray
+
+            ray.shutdown()
 
 
-def _run_sweep(sweep: Sweep, workers: int, backend: str, address: str | None, progress: str,
+def _run_sweep(sweep: Sweep, workers: int, backend: str, progress: str,
                overwrite: bool) -> SweepResult:
     from experiments.runner import comparable_config
 
@@ -306,7 +323,7 @@ def _run_sweep(sweep: Sweep, workers: int, backend: str, address: str | None, pr
         if backend == "local":
             _run_local(pending, workers, result, show, overwrite)
         else:
-            _run_ray(pending, workers, address, result, show, overwrite)
+            _run_ray(pending, result, show, overwrite)
     finally:
         bar.close()
     return result
@@ -329,38 +346,46 @@ def _run_local(pending: Sequence[SweepRun], workers: int, result: SweepResult, s
             show(len(futures) - len(remaining))
 
 
-def _run_ray(pending: Sequence[SweepRun], workers: int, address: str | None,
-             result: SweepResult, show, overwrite: bool) -> None:
+def _connect_ray(address: str | None, workers: int) -> bool:
+    """Connect to the Ray cluster at ``address`` (None: start a local instance of
+    ``workers`` CPUs); True if this call started Ray (the sweep shuts it down)."""
     try:
         import ray
     except ImportError:
         raise ConfigError("--backend ray needs ray: pip install 'plasticity-testbed[ray]'") from None
+    if ray.is_initialized():
+        return False
+    if address:
+        try:
+            ray.init(address=address)
+        except ConnectionError as err:
+            reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+            raise ConfigError(f"--address {address!r}: no Ray cluster to connect to ({reason}); "
+                              "start one with `ray start --head`, or leave out --address for "
+                              "a local Ray instance") from None
+    else:
+        # Local workers must import our packages the way this process does.
+        root = str(Path(__file__).resolve().parent.parent)
+        path = os.pathsep.join([root, os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+        ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False,
+                 runtime_env={"env_vars": {"PYTHONPATH": path, "OMP_NUM_THREADS": "1"}})
+    return True
+
+
+def _run_ray(pending: Sequence[SweepRun], result: SweepResult, show, overwrite: bool) -> None:
     if not pending:
         return
-    started = False
-    if not ray.is_initialized():
-        if address:
-            ray.init(address=address)
-        else:
-            # Local workers must import our packages the way this process does.
-            root = str(Path(__file__).resolve().parent.parent)
-            path = os.pathsep.join([root, os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)
-            ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False,
-                     runtime_env={"env_vars": {"PYTHONPATH": path, "OMP_NUM_THREADS": "1"}})
-        started = True
-    try:
-        remote = ray.remote(num_cpus=1)(run_one)
-        refs = {remote.remote(m.config, overwrite): m for m in pending}
-        remaining = list(refs)
-        while remaining:
-            finished, remaining = ray.wait(remaining, num_returns=1, timeout=1.0)
-            for ref in finished:
-                member = refs[ref]
-                result.outcomes[member.name] = _outcome(member, ray.get(ref))
-            show(len(refs) - len(remaining))
-    finally:
-        if started:
-            ray.shutdown()
+    import ray
+
+    remote = ray.remote(num_cpus=1)(run_one)
+    refs = {remote.remote(m.config, overwrite): m for m in pending}
+    remaining = list(refs)
+    while remaining:
+        finished, remaining = ray.wait(remaining, num_returns=1, timeout=1.0)
+        for ref in finished:
+            member = refs[ref]
+            result.outcomes[member.name] = _outcome(member, ray.get(ref))
+        show(len(refs) - len(remaining))
 
 
 def _outcome(member: SweepRun, outcome: dict[str, Any]) -> dict[str, Any]:

@@ -1,19 +1,14 @@
-"""Read and write the TOML subset our configs use (tables of scalars, arrays and sub-tables).
-
-Reading uses ``tomllib`` (``tomli`` before Python 3.11). Writing is done here rather than
-with a dependency: our configs only hold strings, numbers, booleans, arrays of those and
-nested tables, which a few lines serialise exactly (round-trip tested).
-"""
+"""Read and write TOML configs: ``tomllib`` (``tomli`` before Python 3.11) reads,
+``tomli_w`` writes (round-trip tested)."""
 
 from __future__ import annotations
 
-import json
-import math
-import re
 import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+
+import tomli_w
 
 from experiments.errors import ConfigError
 
@@ -23,8 +18,6 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 __all__ = ["load_toml", "loads_toml", "dumps_toml", "parse_value"]
-
-_BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
 
 
 def loads_toml(text: str, source: str = "<string>") -> dict[str, Any]:
@@ -52,46 +45,18 @@ def parse_value(text: str) -> Any:
         return text
 
 
-def _key(key: str) -> str:
-    return key if _BARE_KEY.match(key) else json.dumps(key)
-
-
-def _value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        if math.isnan(value):
-            return "nan"
-        if math.isinf(value):
-            return "inf" if value > 0 else "-inf"
-        return repr(value)
-    if isinstance(value, str):
-        return json.dumps(value)  # JSON string escapes are valid TOML basic-string escapes
-    if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(_value(v) for v in value) + "]"
-    if isinstance(value, Mapping):
-        return "{" + ", ".join(f"{_key(str(k))} = {_value(v)}" for k, v in value.items()) + "}"
-    raise ConfigError(f"cannot write {value!r} (type {type(value).__name__}) to TOML")
-
-
 def dumps_toml(data: Mapping[str, Any]) -> str:
-    """Serialise nested mappings: scalars first, then one ``[table]`` per sub-mapping."""
-    lines: list[str] = []
-    _table(data, [], lines)
-    return "\n".join(lines).strip() + "\n"
+    """Serialise nested mappings with ``tomli_w``; ``None`` values are left out (TOML has no
+    null: an absent key means "unset"). A value TOML cannot hold is a :class:`ConfigError`."""
+    try:
+        return tomli_w.dumps(_without_none(data))
+    except TypeError as exc:
+        raise ConfigError(f"cannot write the config as TOML: {exc}") from None
 
 
-def _table(data: Mapping[str, Any], prefix: list[str], lines: list[str]) -> None:
-    scalars = {k: v for k, v in data.items() if not isinstance(v, Mapping)}
-    tables = {k: v for k, v in data.items() if isinstance(v, Mapping)}
-    if prefix and (scalars or not tables):
-        lines.append("")
-        lines.append("[" + ".".join(_key(p) for p in prefix) + "]")
-    for k, v in scalars.items():
-        if v is None:
-            continue  # TOML has no null: an absent key means "unset"
-        lines.append(f"{_key(str(k))} = {_value(v)}")
-    for k, v in tables.items():
-        _table(v, [*prefix, str(k)], lines)
+def _without_none(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {str(k): _without_none(v) for k, v in value.items() if v is not None}
+    if isinstance(value, (list, tuple)):
+        return [_without_none(v) for v in value]
+    return value

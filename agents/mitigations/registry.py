@@ -6,7 +6,7 @@ import dataclasses
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from agents.base import AgentError, Mitigation, check_choice
+from agents.base import AgentError, Mitigation, check_choice, check_field_types
 from agents.mitigations.cbp import ContinualBackprop
 from agents.mitigations.er import ER, L2ER
 from agents.mitigations.l2 import L2, L2Init
@@ -74,6 +74,7 @@ def make_mitigation(name: str, **params: Any) -> Mitigation:
                 f"unknown parameter {key!r} for mitigation {name!r}; valid parameters: "
                 + (", ".join(sorted(valid)) or "none")
             )
+    check_field_types(MITIGATIONS[name], params)
     return MITIGATIONS[name](**params)
 
 

@@ -70,6 +70,10 @@ class RoomEnv(MiniGridEnv):
             raise EnvError(f"obs={obs!r} is not one of {choices(OBSERVATION_MODES)}")
         if not isinstance(size, int) or size < 5:
             raise EnvError(f"size must be an int >= 5, got {size!r}")
+        if max_steps is not None and (isinstance(max_steps, bool) or not isinstance(max_steps, int)
+                                      or max_steps <= 0):
+            raise EnvError(f"max_steps must be a positive integer (episode length) or None, "
+                           f"got {max_steps!r}")
         self.agent_start = tuple(agent_start)
         self.agent_start_dir = agent_start_dir
         self.goal_visible = goal_visible

@@ -1,4 +1,4 @@
-"""The report engine: seed-level inference, declared hypotheses, matched references.
+"""The report engine: one pipeline behind ``plasticity report`` and ``plasticity report --study``.
 
 Modules, one job each:
 
@@ -8,4 +8,7 @@ Modules, one job each:
 * :mod:`.frame` -- the per-shift analysis frame (adaptation, gaps, probes) from RunData tables.
 * :mod:`.inference` -- cluster bootstrap over seeds, the within-seed mixed model, Holm.
 * :mod:`.hypotheses` -- the declared family tested, verdicts in the declared direction.
+* :mod:`.summary` -- every number of a report as typed objects, before anything is written.
+* :mod:`.render` / :mod:`.figures` / :mod:`.format` -- markdown, PNGs, shared formatting.
+* :mod:`.build` -- the two configurations (generic report, study report) and their outputs.
 """

@@ -119,18 +119,25 @@ def _estimate(t: Outcome) -> str:
 def _descriptive(s: StreamSummary, figures: Mapping[str, str]) -> list[str]:
     md = [f"### {s.name}", ""]
     gaps = {g.arm: g for g in s.gaps}
+    comparison = s.declarations.comparison_arm
     md += [f"Per arm: `{s.target}` over the shifts and the share of shifts whose recovery "
            "reached the threshold, mean over all shifts of all seeds with a 95% cluster "
            f"bootstrap interval over seeds; gap = `{s.target}` minus the matched fresh run's "
-           "on the same seed and shift.", ""]
+           "on the same seed and shift"
+           + (f"; the last column is the arm's `{s.target}` minus the comparison arm "
+              f"`{comparison}`'s (descriptive: only declared hypotheses are tests)"
+              if comparison else "") + ".", ""]
     body = []
     for a in s.arms:
         g = gaps.get(a.name)
         ref = ("-" if g is None else (g.reference.reference_arm or "none"))
-        body.append([a.name, len(a.seeds), fmt.interval(a.adaptation), fmt.interval(a.reached),
-                     fmt.interval(g.mean if g else None, signed=True), ref])
+        row = [a.name, len(a.seeds), fmt.interval(a.adaptation), fmt.interval(a.reached),
+               fmt.interval(g.mean if g else None, signed=True), ref]
+        body.append(row + ([fmt.interval(a.versus_comparison, signed=True)]
+                           if comparison else []))
     md += fmt.table(["arm", "seeds", s.target, "shifts reaching the threshold",
-                     f"gap {s.target} [95% CI]", "fresh reference"], body)
+                     f"gap {s.target} [95% CI]", "fresh reference"]
+                    + ([f"minus {comparison} [95% CI]"] if comparison else []), body)
     if "gap" in figures:
         md += [f"![gap per task]({figures['gap']})", ""]
         per_task = [g for g in s.gaps if g.per_task is not None]

@@ -72,6 +72,7 @@ class Arm:
     oracle_switches: bool
     adaptation: Interval | None
     reached: Interval | None   # fraction of shifts whose recovery reached the threshold
+    versus_comparison: Interval | None = None  # adaptation minus the comparison arm's
 
 
 @dataclass(frozen=True)
@@ -246,11 +247,16 @@ def _arms(runs: pd.DataFrame, shifts: pd.DataFrame, frame: pd.DataFrame, decl: D
             reached = bootstrap_mean(np.isfinite(steps[defined]).astype(float),
                                      rows.loc[defined, "seed"], n_resamples=n_resamples,
                                      seed=seed)
+        versus = None
+        base = frame[frame["arm"] == decl.comparison_arm]
+        if decl.comparison_arm not in (None, arm) and len(rows) and len(base) and target in rows:
+            versus = bootstrap_diff(rows[target], rows["seed"], base[target], base["seed"],
+                                    n_resamples=n_resamples, seed=seed)
         out.append(Arm(arm, reference, _roles(arm, reference, decl), _seeds(done["seed"]),
                        len(done), len(members), describe_mitigations(first),
                        _shift_knobs(first),
                        bool(len(arm_shifts)) and bool(arm_shifts["oracle"].astype(bool).all()),
-                       adaptation, reached))
+                       adaptation, reached, versus))
     return tuple(out)
 
 

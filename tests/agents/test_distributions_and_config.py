@@ -78,6 +78,42 @@ def test_bad_config_values_are_named_with_their_valid_range(cls, kwargs, match):
         cls(**kwargs)
 
 
+def _wrong_type(value):
+    """A value of a type no annotation of our configs accepts for a field holding ``value``."""
+    return "fast" if not isinstance(value, str) else 3
+
+
+@pytest.mark.parametrize("cls", [DQNConfig, PPOConfig])
+def test_every_config_field_of_the_wrong_type_is_named_with_its_expected_type(cls):
+    """Generic: each field, given a value of the wrong type, raises one AgentError naming
+    the field and its type (never a raw TypeError from a comparison)."""
+    import dataclasses
+
+    for f in dataclasses.fields(cls):
+        bad = _wrong_type(getattr(cls(), f.name))
+        with pytest.raises(AgentError, match=rf"invalid {f.name}={bad!r} for {cls.__name__}; expected "):
+            cls(**{f.name: bad})
+
+
+def test_wrong_types_name_the_expected_type():
+    with pytest.raises(AgentError, match=r"learning_rate='fast' for DQNConfig; expected a number$"):
+        DQNConfig(learning_rate="fast")
+    with pytest.raises(AgentError, match=r"widths=\(64, 'a'\).*expected a sequence of integers"):
+        DQNConfig(widths=(64, "a"))
+    with pytest.raises(AgentError, match=r"max_grad_norm='x'.*expected a number or None"):
+        PPOConfig(max_grad_norm="x")
+    with pytest.raises(AgentError, match=r"n_step=True.*expected an integer"):
+        DQNConfig(n_step=True)  # a bool is not an int here
+    assert DQNConfig(learning_rate=1, widths=[64, 64]).widths == (64, 64)  # ints are numbers
+
+
+def test_mitigation_parameters_of_the_wrong_type_are_named():
+    from agents.mitigations.registry import make_mitigation
+
+    with pytest.raises(AgentError, match=r"invalid weight_decay='big' for L2; expected a number"):
+        make_mitigation("l2", weight_decay="big")
+
+
 def test_dqn_refuses_box_actions_and_dict_observations():
     env = gym.make("Pendulum-v1")
     with pytest.raises(AgentError, match="Discrete.*PPO"):

@@ -32,6 +32,11 @@ PPO_RUN: dict[str, Any] = {
 }
 
 
+#: Overrides that make DQN_RUN a run of a few hundred steps: no shift (a shifting run must
+#: outlast its first task) and epsilon decayed within the run.
+SHORT_DQN: dict[str, Any] = {"experiment.reference": "stationary", "agent.exploration_steps": 100}
+
+
 def make_config(base: dict[str, Any], out: Path, **overrides: Any):
     data = apply_overrides(base, {"experiment.out": str(out), **overrides})
     return from_dict(data)

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 
 from experiments.cli import main
@@ -44,6 +46,10 @@ def workdir(tmp_path, monkeypatch):
     (tmp_path / "broken.toml").write_text("[experiment\nsteps = 1\n")
     (tmp_path / "sweep_bad.toml").write_text(SWEEP_BAD_KEY)
     (tmp_path / "sweep_smokeless.toml").write_text("seeds = [0]\n[base.experiment]\nsteps = 400\n")
+    (tmp_path / "sweep_no_arms.toml").write_text("seeds = [0]\narms = []\n[base.experiment]\nsteps = 400\n")
+    (tmp_path / "sweep_twice.toml").write_text("seeds = [0, 1, 0]\n[base.experiment]\nsteps = 400\n")
+    (tmp_path / "sweep_good.toml").write_text("seeds = [0]\n" + GOOD.replace("\n[", "\n[base."))
+    (tmp_path / "empty").mkdir()
     return tmp_path
 
 
@@ -67,6 +73,24 @@ MISTAKES = [
     (["sweep", "sweep_smokeless.toml", "--smoke"], "has no [smoke] table"),
     (["sweep", "good.toml", "--workers", "0"], "unknown sweep key 'experiment'"),
     (["report", "no_such_dir"], "'no_such_dir' is not a directory"),
+    # issue 15's list of bad inputs that used to write something or print a traceback
+    (["report", "empty", "--out", "good.toml"], "report --out 'good.toml' is a file"),
+    (["report", "--study", "empty"], "'empty' holds no run directories"),
+    (["report", "empty"], "'empty' holds no run directories"),
+    (["run", "good.toml", "env.period=400"], "env.period = 400 >= experiment.steps = 400: the run would end before its first shift"),
+    (["run", "good.toml", "--env", "plasticity/CartPolePermutedObs-v0", "env.kwargs={projection=-3}"],
+     "env.kwargs = {'projection': -3} for plasticity/CartPolePermutedObs-v0: projection must be a positive integer"),
+    (["run", "good.toml", "--env", "plasticity/CartPoleObsOffset-v0", "env.kwargs={offset_std=-1}"],
+     "offset_std must be a number >= 0, got -1"),
+    (["sweep", "sweep_no_arms.toml"], "arms = []: expected a non-empty array of tables"),
+    (["sweep", "sweep_twice.toml"], "seeds = [0, 1, 0] lists seed 0 more than once"),
+    # flags give a run that can learn, or a message saying what is inconsistent
+    (["run", "good.toml", "agent.exploration_steps=1000"], "epsilon would not reach end_e = 0.05 within the run"),
+    (["run", "good.toml", "agent.learning_starts=400"], "the first update would come at step 410, after experiment.steps = 400"),
+    (["run", "--agent", "ppo", "--env", "plasticity/CartPoleDynamics-v0", "--steps", "1000000"],
+     "agent.total_steps = 500000 < experiment.steps = 1000000 with agent.anneal_lr = true"),
+    (["run", "--env", "FrozenLake-v1", "--agent", "dqn"], "'FrozenLake-v1' is a plain Gymnasium env: wrap it with envs.make_nonstationary"),
+    (["run", "--env", "CartPole-v1", "--agent", "dqn", "experiment.reference=fresh"], "has no shift to re-initialise at"),
     (["list", "optimizers"], "invalid choice: 'optimizers'"),
     (["frobnicate"], "invalid choice: 'frobnicate'"),
 ]
@@ -82,6 +106,28 @@ def test_user_mistakes_give_one_line_and_exit_code_2(workdir, capsys, argv, need
     assert len(lines) == 1, err
     assert lines[0].startswith("plasticity: error: ") and needle in lines[0], lines[0]
     assert sorted(p.name for p in workdir.iterdir()) == before  # nothing written
+
+
+def test_a_ray_address_without_a_cluster_is_one_line_and_writes_nothing(workdir, capsys, monkeypatch):
+    """``--backend ray --address auto`` with no cluster: ray.init's ConnectionError (here from
+    a stand-in module, so the test needs neither ray nor a cluster) becomes one line, before
+    the sweep directory is made."""
+    import types
+
+    def init(**kwargs):
+        raise ConnectionError("Could not find any running Ray instance. Please specify the one "
+                              "to connect to by setting `--address` flag.\nmore detail")
+
+    fake = types.SimpleNamespace(is_initialized=lambda: False, init=init, shutdown=lambda: None)
+    monkeypatch.setitem(sys.modules, "ray", fake)
+    before = sorted(p.name for p in workdir.iterdir())
+    assert call(["sweep", "sweep_good.toml", "--backend", "ray", "--address", "auto"]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert lines == ["plasticity: error: --address 'auto': no Ray cluster to connect to (Could not "
+                     "find any running Ray instance. Please specify the one to connect to by "
+                     "setting `--address` flag.); start one with `ray start --head`, or leave "
+                     "out --address for a local Ray instance"]
+    assert sorted(p.name for p in workdir.iterdir()) == before
 
 
 def call(argv: list[str]) -> int:
@@ -107,10 +153,12 @@ def test_envs_and_list_print_the_registries(capsys):
 
 
 def test_run_from_the_command_line_writes_a_finished_run(workdir, capsys):
-    assert main(["run", "good.toml", "--out", "r", "--seed", "3"]) == 0
+    # an override may come after a flag
+    assert main(["run", "good.toml", "--out", "r", "--seed", "3", "experiment.log_every=100"]) == 0
     assert "run finished: r" in capsys.readouterr().out
     assert (workdir / "r" / "DONE").exists()
-    assert "seed = 3" in (workdir / "r" / "config.toml").read_text()
+    saved = (workdir / "r" / "config.toml").read_text()
+    assert "seed = 3" in saved and "log_every = 100" in saved
     assert main(["run", "good.toml", "--out", "r"]) == 2  # another seed: refuses the finished dir
     assert "--overwrite" in capsys.readouterr().err
 

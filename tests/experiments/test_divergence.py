@@ -17,7 +17,7 @@ from experiments.cli import main
 from experiments.divergence import NormRule, parameter_norms
 from experiments.errors import ConfigError
 from experiments.tomlio import dumps_toml
-from tests.experiments.conftest import DQN_RUN, PPO_RUN, make_config
+from tests.experiments.conftest import DQN_RUN, PPO_RUN, SHORT_DQN, make_config
 
 
 def test_the_rule_trips_exactly_above_its_factor():
@@ -44,7 +44,10 @@ def test_a_learning_rate_of_1e6_is_caught_marked_and_exits_non_zero(algo, tmp_pa
     config = tmp_path / "run.toml"
     config.write_text(dumps_toml({**base, "experiment": {**base["experiment"], "steps": 1024,
                                                          "out": str(out)},
-                                  "agent": {**base["agent"], "learning_rate": 1e6}}))
+                                  "agent": {**base["agent"], "learning_rate": 1e6,
+                                            # the issue's case: Huber's bounded gradient keeps
+                                            # the loss finite while the weights blow up
+                                            **({"loss": "huber"} if algo == "dqn" else {})}}))
     assert main(["run", str(config)]) == 1
     assert "diverged at env step" in capsys.readouterr().err
     marker = json.loads((out / rundir.DIVERGED).read_text())
@@ -55,11 +58,12 @@ def test_a_learning_rate_of_1e6_is_caught_marked_and_exits_non_zero(algo, tmp_pa
 
 
 def test_healthy_rows_record_the_ratio_and_the_rule_can_be_turned_off(dqn_config, tmp_path):
-    healthy = experiments.run(dqn_config(**{"experiment.steps": 600}))
+    healthy = experiments.run(dqn_config(**{"experiment.steps": 600, **SHORT_DQN}))
     ratios = [r["params/q/norm_ratio"] for r in rundir.read_jsonl(healthy.run_dir / rundir.METRICS)]
     assert len(ratios) == 3 and 1.0 < max(ratios) < 10.0
-    off = make_config(DQN_RUN, tmp_path / "off", **{"experiment.steps": 400,
+    off = make_config(DQN_RUN, tmp_path / "off", **{"experiment.steps": 400, **SHORT_DQN,
                                                     "agent.learning_rate": 1e6,
+                                                    "agent.loss": "huber",  # finite loss
                                                     "experiment.divergence_factor": 0})
     assert experiments.run(off).status == "done"  # finite, however absurd: not stopped
     ratios = [r["params/q/norm_ratio"] for r in rundir.read_jsonl(off.run_dir / rundir.METRICS)]

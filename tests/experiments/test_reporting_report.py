@@ -129,6 +129,11 @@ def test_gap_only_against_the_matched_reference(built):
     assert "- l2: **none**: no fresh run with this arm's settings, so no gap" in what
     assert "- continual: `fresh` (matched automatically)" in what
     assert "No matched fresh reference (same agent, network and mitigations) for l2" in text
+    # the comparison arm: every other arm's adaptation minus continual's, seed-paired
+    fresh = summary.arm("fresh").versus_comparison
+    assert fresh.estimate == pytest.approx(0.4, abs=0.05) and fresh.low > 0
+    assert summary.arm("continual").versus_comparison is None
+    assert "minus continual [95% CI]" in _section(text, SECTIONS[2])
 
 
 def test_negative_control_needs_a_converged_stationary_run(built):

@@ -27,7 +27,7 @@ from experiments.cli import main
 from experiments.config import apply_overrides
 from experiments.errors import ConfigError
 from experiments.tomlio import dumps_toml
-from tests.experiments.conftest import DQN_RUN
+from tests.experiments.conftest import DQN_RUN, SHORT_DQN
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -35,7 +35,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def run_toml(tmp_path: Path) -> str:
     """A 200-step DQN run config (its ``--out`` comes from the command line)."""
     path = tmp_path / "run.toml"
-    path.write_text(dumps_toml(apply_overrides(DQN_RUN, {"experiment.steps": 200})))
+    path.write_text(dumps_toml(apply_overrides(DQN_RUN, {"experiment.steps": 200, **SHORT_DQN})))
     return str(path)
 
 
@@ -140,7 +140,8 @@ def test_plasticity_run_on_a_locked_directory_refuses_in_one_line_and_writes_not
 def test_a_sweep_directory_is_locked_too(tmp_path):
     from experiments.sweep import build_sweep, run_sweep
 
-    sweep = build_sweep({"base": {"experiment": {"steps": 200}}}, name="s", out=tmp_path / "s")
+    sweep = build_sweep({"base": {"experiment": {"steps": 200, "reference": "stationary"}}},
+                        name="s", out=tmp_path / "s")
     owner = hold_lock(sweep.directory)
     try:
         with pytest.raises(rundir.RunDirLocked, match=f"sweep directory .* pid {owner.pid}"):
@@ -187,7 +188,7 @@ def test_a_directory_that_cannot_be_created_is_a_config_error(tmp_path):
 
 # ----------------------------------------------------------------------------- provenance
 def test_provenance_records_the_commit_versions_and_one_segment_per_start(dqn_config):
-    config = dqn_config(**{"experiment.steps": 400, "experiment.checkpoint_every": 200})
+    config = dqn_config(**{"experiment.steps": 400, "experiment.checkpoint_every": 200, **SHORT_DQN})
     experiments.run(config)
     first = rundir.read_provenance(config.run_dir)
     head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True,
@@ -240,7 +241,7 @@ def test_load_latest_falls_back_to_the_newest_intact_checkpoint(tmp_path):
 
 def test_a_run_resumes_from_the_newest_intact_checkpoint_and_says_so(dqn_config, capsys):
     config = dqn_config(**{"experiment.steps": 600, "experiment.checkpoint_every": 200,
-                           "experiment.log_every": 100})
+                           "experiment.log_every": 100, **SHORT_DQN})
     experiments.run(config)
     run_dir = config.run_dir
     complete = (run_dir / rundir.METRICS).read_text()
@@ -263,7 +264,7 @@ def test_a_run_resumes_from_the_newest_intact_checkpoint_and_says_so(dqn_config,
 
 
 def test_overwrite_removes_the_old_report(dqn_config):
-    config = dqn_config(**{"experiment.steps": 200, "experiment.checkpoint_every": 0})
+    config = dqn_config(**{"experiment.steps": 200, "experiment.checkpoint_every": 0, **SHORT_DQN})
     experiments.run(config)
     run_dir = config.run_dir
     (run_dir / "report.md").write_text("old report\n")
@@ -279,7 +280,8 @@ def test_sweep_overwrite_removes_the_old_sweep_report_and_sweep_out_naming_a_fil
         tmp_path, capsys):
     from experiments.sweep import build_sweep, run_sweep
 
-    base = apply_overrides(DQN_RUN, {"experiment.steps": 200, "experiment.checkpoint_every": 0})
+    base = apply_overrides(DQN_RUN, {"experiment.steps": 200, "experiment.checkpoint_every": 0,
+                                     **SHORT_DQN})
     sweep = build_sweep({"base": base}, name="s", out=tmp_path / "s")
     sweep.directory.mkdir()
     (sweep.directory / "report.md").write_text("describes runs that will be gone\n")

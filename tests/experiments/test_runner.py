@@ -131,7 +131,8 @@ def test_divergence_stops_with_a_marker_and_keeps_rows(dqn_config):
 
 
 def test_finished_run_directory_is_not_overwritten_unless_asked(dqn_config):
-    config = dqn_config(**{"experiment.steps": 400, "experiment.checkpoint_every": 0})
+    config = dqn_config(**{"experiment.steps": 400, "experiment.checkpoint_every": 0,
+                           "experiment.reference": "stationary", "agent.exploration_steps": 200})
     experiments.run(config)
     before = (config.run_dir / "metrics.jsonl").read_text()
     with pytest.raises(ConfigError, match="--overwrite"):
@@ -145,8 +146,10 @@ def test_unfinished_directory_of_another_config_is_refused(dqn_config):
     config = dqn_config()
     config.run_dir.mkdir(parents=True)
     from experiments.config import save_config
+    from experiments.resolve import resolve
 
-    save_config(dqn_config(**{"agent.learning_rate": 0.5}), config.run_dir / "config.toml")
+    # a run directory's config.toml is always the resolved config
+    save_config(resolve(dqn_config(**{"agent.learning_rate": 0.5})), config.run_dir / "config.toml")
     with pytest.raises(ConfigError, match="agent.learning_rate"):
         experiments.run(config)
 

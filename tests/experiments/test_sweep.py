@@ -26,7 +26,7 @@ def test_expansion_is_arms_times_grid_times_seeds(tmp_path):
     data["arms"] = [{"name": "continual"},
                     {"name": "fresh", "experiment": {"reference": "fresh"}},
                     {"name": "l2", "mitigations.names": ["l2"]}]
-    data["smoke"] = {"experiment.steps": 600}
+    data["smoke"] = {"experiment.steps": 1200}
     sweep = build_sweep(data, name="t", out=tmp_path, smoke=True)
     assert len(sweep.runs) == 3 * 2 * 2
     names = {r.name for r in sweep.runs}
@@ -34,7 +34,7 @@ def test_expansion_is_arms_times_grid_times_seeds(tmp_path):
     fresh = next(r for r in sweep.runs if r.name.startswith("fresh"))
     assert fresh.config["experiment"]["reference"] == "fresh"
     assert fresh.config["experiment"]["arm"] == "fresh"
-    assert all(r.config["experiment"]["steps"] == 600 for r in sweep.runs)  # smoke applied
+    assert all(r.config["experiment"]["steps"] == 1200 for r in sweep.runs)  # smoke applied
     assert all(r.run_dir.parent == tmp_path / "runs" for r in sweep.runs)
 
 
@@ -77,6 +77,8 @@ def test_local_sweep_skips_finished_resumes_interrupted_and_isolates_failures(tm
 def test_ray_backend_runs_a_tiny_sweep_on_a_local_instance(tmp_path):
     data = sweep_data(**{"agent.learning_rate": [1e-3, 2e-3]})
     data["base"] = apply_overrides(data["base"], {"experiment.steps": 400,
+                                                  "experiment.reference": "stationary",
+                                                  "agent.exploration_steps": 200,
                                                   "experiment.checkpoint_every": 0})
     sweep = build_sweep(data, name="t", out=tmp_path / "ray")
     result = run_sweep(sweep, workers=2, backend="ray", progress="off")
