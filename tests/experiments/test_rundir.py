@@ -300,3 +300,18 @@ def test_sweep_overwrite_removes_the_old_sweep_report_and_sweep_out_naming_a_fil
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "is an existing file" in err
     assert existing.read_text() == "mine\n"
+
+
+def test_plasticity_report_refuses_a_finished_run_with_a_torn_line_in_one_line(dqn_config,
+                                                                              capsys):
+    config = dqn_config(**{"experiment.steps": 200, "experiment.checkpoint_every": 0,
+                           **SHORT_DQN})
+    experiments.run(config)
+    with open(config.run_dir / rundir.EPISODES, "a") as f:
+        f.write('{"step": 250, "ret')
+    before = sorted(p.name for p in config.run_dir.iterdir())
+    capsys.readouterr()
+    assert main(["report", str(config.run_dir)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "episodes.jsonl: the last line is torn" in err
+    assert sorted(p.name for p in config.run_dir.iterdir()) == before
