@@ -200,6 +200,10 @@ class DivergenceError(RuntimeError):
 class ShiftPolicy:
     """What an agent does with its state when it is *told* about a task switch.
 
+    The one owner of the shift settings: the ``[shift]`` table of a run config is this
+    dataclass (without ``reinitialize``, which ``experiment.reference = "fresh"`` sets), so
+    its fields, choices and checks are defined here only.
+
     The default keeps everything: the agent is not told about the shift, which is the
     setting the study is about. Every other value is an *oracle* arm (it uses knowledge of
     the switch) and the runner labels it so in ``shifts.jsonl``.
@@ -209,6 +213,8 @@ class ShiftPolicy:
         exploration: "keep" | "rewarm" (restart DQN's epsilon schedule from the switch).
         buffer: "keep" | "flush" (empty DQN's replay buffer).
         target: "keep" | "sync" (copy the online Q network into the target network).
+        normalization: "keep" (the agents keep their running statistics; recorded for
+            clarity).
         reinitialize: re-initialise networks, optimiser, buffer and exploration schedule
             (the "fresh" full-plasticity reference arm).
     """
@@ -217,6 +223,7 @@ class ShiftPolicy:
     exploration: str = "keep"
     buffer: str = "keep"
     target: str = "keep"
+    normalization: str = "keep"
     reinitialize: bool = False
 
     CHOICES = {
@@ -224,11 +231,24 @@ class ShiftPolicy:
         "exploration": ("keep", "rewarm"),
         "buffer": ("keep", "flush"),
         "target": ("keep", "sync"),
+        "normalization": ("keep",),
     }
 
     def __post_init__(self) -> None:
         for field, choices in self.CHOICES.items():
-            check_choice(f"shift policy {field}", getattr(self, field), choices)
+            value = getattr(self, field)
+            if value not in choices:
+                raise AgentError(f"shift.{field} = {value!r} is not valid; valid choices: "
+                                 + ", ".join(map(repr, choices)))
+
+    def check_knobs(self, agent: str, knobs: Sequence[str]) -> None:
+        """Raise :class:`AgentError` unless every setting outside ``knobs`` (what ``agent``
+        has to change) is "keep"."""
+        for field, choices in self.CHOICES.items():
+            value = getattr(self, field)
+            if field not in knobs and value != choices[0]:
+                raise AgentError(f"shift.{field} = {value!r}: {agent} has no {field} to "
+                                 f"change; valid choices for {agent}: {choices[0]!r}")
 
     @property
     def is_oracle(self) -> bool:

@@ -388,6 +388,9 @@ class DQN:
     ``on_task_switch``, ``state_dict``.
     """
 
+    #: The :class:`~agents.base.ShiftPolicy` settings DQN can act on.
+    SHIFT_KNOBS = ("optimizer", "exploration", "buffer", "target")
+
     def __init__(
         self,
         observation_space: spaces.Space,

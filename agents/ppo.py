@@ -449,6 +449,9 @@ class PPO:
     ``agent.probe_targets()``...). ``target_kl`` (early stopping per member) needs K = 1.
     """
 
+    #: The :class:`~agents.base.ShiftPolicy` settings PPO can act on (others must be "keep").
+    SHIFT_KNOBS = ("optimizer",)
+
     def __init__(
         self,
         observation_space: spaces.Space,
@@ -790,12 +793,7 @@ class PPO:
         "keep". ``reinitialize`` re-draws both networks (and log-std) and resets Adam;
         normalisation statistics are kept.
         """
-        for knob in ("exploration", "buffer", "target"):
-            if getattr(policy, knob) != "keep":
-                raise AgentError(
-                    f"PPO has no {knob} to change: shift policy {knob}={getattr(policy, knob)!r}; "
-                    "valid: 'keep'"
-                )
+        policy.check_knobs("PPO", self.SHIFT_KNOBS)
         if policy.reinitialize:
             for m in self.members:
                 m.actor.reset_parameters(m.torch_rng)

@@ -22,8 +22,9 @@ from typing import Any
 
 import torch
 
-__all__ = ["CorruptCheckpoint", "LoadedCheckpoint", "save_checkpoint", "latest_checkpoint",
-           "load_checkpoint", "load_latest", "checkpoint_steps", "checkpoint_path"]
+__all__ = ["CorruptCheckpoint", "LoadedCheckpoint", "CommonCheckpoint", "save_checkpoint",
+           "latest_checkpoint", "load_checkpoint", "load_latest", "load_common", "checkpoint_steps",
+           "checkpoint_path"]
 
 _NAME = re.compile(r"^ckpt-(\d+)\.pt$")
 
@@ -121,14 +122,43 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
 def load_latest(directory: str | Path) -> LoadedCheckpoint:
     """The newest checkpoint that verifies (``path`` None if none does); corrupt newer ones
     are renamed to ``*.corrupt`` and described in ``skipped``."""
-    directory = Path(directory)
-    skipped: list[str] = []
-    for step in reversed(checkpoint_steps(directory)):
-        path = checkpoint_path(directory, step)
-        try:
-            return LoadedCheckpoint(path, load_checkpoint(path), skipped)
-        except CorruptCheckpoint as exc:
-            path.rename(path.with_name(path.name + ".corrupt"))
-            _digest_path(path).unlink(missing_ok=True)
-            skipped.append(f"checkpoint {exc}; renamed to {path.name}.corrupt")
-    return LoadedCheckpoint(None, None, skipped)
+    common = load_common([directory])
+    return LoadedCheckpoint(common.paths[0], common.states[0], common.skipped[0])
+
+
+@dataclass
+class CommonCheckpoint:
+    """The newest step at which every directory of a population has an intact checkpoint
+    (``step`` None: there is none), each directory's file and state, and per directory
+    what was skipped."""
+
+    step: int | None
+    paths: list[Path | None]
+    states: list[dict[str, Any] | None]
+    skipped: list[list[str]]
+
+
+def load_common(directories: list[str | Path]) -> CommonCheckpoint:
+    """Load the newest checkpoint step present and intact in *every* directory (members of a
+    population killed while writing their checkpoints one after the other resume together
+    from the last step all of them wrote); corrupt files are renamed to ``*.corrupt`` and
+    described in ``skipped``, as :func:`load_latest` does for one directory."""
+    directories = [Path(d) for d in directories]
+    skipped: list[list[str]] = [[] for _ in directories]
+    common = set.intersection(*(set(checkpoint_steps(d)) for d in directories))
+    for step in sorted(common, reverse=True):
+        paths, states = [], []
+        for k, directory in enumerate(directories):
+            path = checkpoint_path(directory, step)
+            try:
+                states.append(load_checkpoint(path))
+            except CorruptCheckpoint as exc:
+                path.rename(path.with_name(path.name + ".corrupt"))
+                _digest_path(path).unlink(missing_ok=True)
+                skipped[k].append(f"checkpoint {exc}; renamed to {path.name}.corrupt")
+                break
+            paths.append(path)
+        else:
+            return CommonCheckpoint(step, paths, states, skipped)
+    none = [None] * len(directories)
+    return CommonCheckpoint(None, list(none), list(none), skipped)

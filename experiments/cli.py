@@ -50,6 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--agent", choices=("dqn", "ppo"), help="agent.algo")
     run.add_argument("--steps", type=int, help="experiment.steps")
     run.add_argument("--seed", type=int, help="experiment.seed")
+    run.add_argument("--seeds", metavar="SEEDS",
+                     help="a population of seeds in one process, e.g. 0-7 or 0,3,5: seed s "
+                     "runs in <out>/seed<s> (run the same command again to resume)")
     run.add_argument("--out", help="run directory (default study: its sweep directory)")
     run.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                      help="override a config key (repeatable)")
@@ -67,6 +70,9 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                        help="override a key of [base] (repeatable)")
     sweep.add_argument("--overwrite", action="store_true", help="run every member again")
+    sweep.add_argument("--population", action=argparse.BooleanOptionalAction, default=None,
+                       help="run each arm's seeds as one population (default: the file's "
+                       "`population`, true)")
     sweep.add_argument("--no-report", action="store_true", help="do not write the report")
 
     report = sub.add_parser("report", help="write the report of run or sweep directories",
@@ -149,6 +155,8 @@ def cmd_run(ns: argparse.Namespace) -> int:
     data = run_data(ns)
     if data is None:
         return _run_default_study(ns, _flag_overrides(ns) | parse_overrides(ns.args))
+    if ns.seeds is not None:
+        return _run_population(ns, data)
     config = from_dict(data)
     if ns.resume and not ns.overwrite and rundir.run_status(config.run_dir) == "done":
         print(f"run {ns.resume} is already finished (DONE); nothing to resume")
@@ -158,6 +166,45 @@ def cmd_run(ns: argparse.Namespace) -> int:
           f"probes {result.probe_fraction:.1%} of the time)")
     print(f"report: plasticity report {result.run_dir}")
     return 0
+
+
+def parse_seeds(text: str) -> list[int]:
+    """``"0-7"`` -> 0..7, ``"0,3,5"`` -> [0, 3, 5] (ranges and lists combine: ``"0-3,9"``)."""
+    seeds: list[int] = []
+    try:
+        for part in text.split(","):
+            low, _, high = part.strip().partition("-")
+            seeds.extend(range(int(low), int(high) + 1) if high else [int(low)])
+    except ValueError:
+        seeds = []
+    if not seeds or min(seeds) < 0 or len(set(seeds)) != len(seeds):
+        raise ConfigError(f"--seeds {text!r} is not a list of distinct seeds >= 0; valid: e.g. "
+                          "0-7, 0,3,5 or 0-3,9")
+    return seeds
+
+
+def _run_population(ns: argparse.Namespace, data: dict[str, Any]) -> int:
+    from experiments.config import ExperimentConfig, apply_overrides, from_dict
+    from experiments.runner import run_population
+
+    if ns.seed is not None or ns.resume:
+        raise ConfigError("--seeds runs a population: do not also give --seed or --resume "
+                          "(run the same command again to resume it)")
+    seeds = parse_seeds(ns.seeds)
+    out = str(data.get("experiment", {}).get("out") or ExperimentConfig.out)
+    # A run directory with a {seed} field names each member's; otherwise <out>/seed<s>.
+    template = out if "{seed}" in out else str(Path(out) / "seed{seed}")
+    configs = [from_dict(apply_overrides(data, {"experiment.seed": s,
+                                                "experiment.out": template}))
+               for s in seeds]
+    results = run_population(configs, overwrite=ns.overwrite)
+    for r in results:
+        extra = f"diverged at env step {r.diverged['step']}" if r.status == "diverged" else \
+            f"{r.steps} steps, probes {r.probe_fraction:.1%} of the time"
+        print(f"run finished: {r.run_dir} ({extra})")
+    print(f"population of {len(results)} in {max(r.wall_time for r in results):.1f}s; "
+          f"report: plasticity report {results[0].run_dir.parent}")
+    return 1 if any(r.status == "diverged" for r in results) else 0
 
 
 def _run_default_study(ns: argparse.Namespace, overrides: dict[str, Any]) -> int:
@@ -183,7 +230,7 @@ def cmd_sweep(ns: argparse.Namespace) -> int:
 
     sweep = load_sweep(ns.file, out=ns.out, smoke=ns.smoke, overrides=parse_overrides(ns.sets))
     result = run_sweep(sweep, workers=ns.workers, backend=ns.backend, address=ns.address,
-                       overwrite=ns.overwrite)
+                       overwrite=ns.overwrite, population=ns.population)
     print(summary(result))
     print(f"sweep directory: {sweep.directory}")
     if result.failed:

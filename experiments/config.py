@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from agents.base import AgentError, ShiftPolicy
 from experiments.errors import ConfigError
 from experiments.tomlio import dumps_toml, load_toml, loads_toml, parse_value
 
@@ -40,7 +41,6 @@ __all__ = [
     "MitigationsConfig",
     "ProbeConfig",
     "RunConfig",
-    "ShiftConfig",
     "REFERENCES",
     "AGENTS",
     "agent_config_class",
@@ -188,28 +188,6 @@ class ProbeConfig:
 
 
 @dataclass
-class ShiftConfig:
-    """What happens to the agent's state at a switch (``agents.base.ShiftPolicy``).
-
-    The defaults keep everything: the agent is not told about the shift. Any other value
-    is an *oracle* arm and is labelled ``"oracle": true`` in ``shifts.jsonl``.
-
-    Attributes:
-        optimizer: "keep" | "reset" (zero Adam moments and step counts).
-        exploration: "keep" | "rewarm" (restart DQN's epsilon schedule at the switch).
-        buffer: "keep" | "flush" (empty DQN's replay buffer).
-        target: "keep" | "sync" (copy the online Q network into the target network).
-        normalization: "keep" (the agents keep running statistics; recorded for clarity).
-    """
-
-    optimizer: str = "keep"
-    exploration: str = "keep"
-    buffer: str = "keep"
-    target: str = "keep"
-    normalization: str = "keep"
-
-
-@dataclass
 class LoggingConfig:
     """Extra outputs. ``progress``: "auto" (a bar on a TTY, plain lines otherwise), "bar",
     "lines" or "off"."""
@@ -228,7 +206,7 @@ class RunConfig:
     agent: AgentConfig = field(default_factory=AgentConfig)
     mitigations: MitigationsConfig = field(default_factory=MitigationsConfig)
     probes: ProbeConfig = field(default_factory=ProbeConfig)
-    shift: ShiftConfig = field(default_factory=ShiftConfig)
+    shift: ShiftPolicy = field(default_factory=ShiftPolicy)  # without reinitialize (reference)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
 
     @property
@@ -362,6 +340,11 @@ def from_dict(data: Mapping[str, Any]) -> RunConfig:
         section = dict(data.get(table, {}))
         if table == "agent":
             parts[table] = _build_agent(section)
+        elif table == "shift":  # agents.base.ShiftPolicy owns the settings and their checks
+            try:
+                parts[table] = _build(cls, section, table, skip=("reinitialize",))
+            except AgentError as exc:
+                raise ConfigError(str(exc)) from None
         else:
             parts[table] = _build(cls, section, table)
     config = RunConfig(**parts)
@@ -389,6 +372,7 @@ def to_dict(config: RunConfig) -> dict[str, Any]:
                                                   if k not in RUNNER_OWNED}}
         else:
             out[table] = dataclasses.asdict(value)
+    out["shift"].pop("reinitialize")  # set by experiment.reference, not a [shift] key
     return _plain(out)
 
 
@@ -500,11 +484,6 @@ def validate(config: RunConfig) -> None:
             f"probes.cadence = {p.cadence} must be a multiple of experiment.log_every = "
             f"{e.log_every} (so probes never move the points where training pauses)"
         )
-    from agents.base import ShiftPolicy
-
-    for name, choices in ShiftPolicy.CHOICES.items():
-        _choice(f"shift.{name}", getattr(config.shift, name), choices)
-    _choice("shift.normalization", config.shift.normalization, ("keep",))
     _choice("logging.progress", config.logging.progress, PROGRESS)
     unknown = sorted(set(config.mitigations.options) - set(config.mitigations.names))
     if unknown:

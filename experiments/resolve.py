@@ -14,7 +14,8 @@ from __future__ import annotations
 import dataclasses
 import re
 
-from experiments.config import RunConfig
+from agents.base import AgentError, ShiftPolicy
+from experiments.config import RunConfig, agent_class
 from experiments.errors import ConfigError
 
 __all__ = ["resolve", "rollout_size", "probe_metric_names", "DEFAULT_PROBE_METRICS",
@@ -116,12 +117,11 @@ def resolve(config: RunConfig) -> RunConfig:
             raise ConfigError(f"mitigations.names has unknown mitigation {name!r}; valid "
                               f"choices: {_choices(known)}")
 
-    if config.agent.algo == "ppo":
-        for knob in ("exploration", "buffer", "target"):
-            value = getattr(config.shift, knob)
-            if value != "keep":
-                raise ConfigError(f"shift.{knob} = {value!r}: PPO has no {knob} to change; "
-                                  "valid choices for PPO: 'keep'")
+    knobs = getattr(agent_class(config.agent.algo), "SHIFT_KNOBS", tuple(ShiftPolicy.CHOICES))
+    try:
+        config.shift.check_knobs(config.agent.algo.upper(), knobs)
+    except AgentError as exc:
+        raise ConfigError(str(exc)) from None
     rollout = rollout_size(config)
     if env.period and env.period % rollout:
         lower = max(env.period // rollout, 1) * rollout

@@ -14,15 +14,23 @@ everything training depends on -- the agent with its episode in progress, the en
 complete state, the global RNGs -- so the resumed run writes exactly the rows of an
 uninterrupted one, wall-clock fields aside (see docs/architecture.md). The directory is
 locked while the run owns it (``rundir.locked``).
+
+``run_population(configs)`` runs K configs that differ only in their seed (and run
+directory) as one population (:mod:`agents.population`) in this process: the same loop,
+each member writing exactly the run directory ``run`` writes for its seed. A member that
+diverges gets its ``DIVERGED`` and stops writing; the others go on. A killed population
+resumes from the newest checkpoint step every member has. ``run(config)`` is a population
+of one.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import random
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,9 +38,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from agents.base import DivergenceError, ShiftPolicy
+from agents.base import DivergenceError, LearnResult, ShiftPolicy
 from experiments import rundir, streams
-from experiments.checkpoint import load_latest, save_checkpoint
+from experiments.checkpoint import load_common, save_checkpoint
 from experiments.config import RunConfig, agent_class, load_config, save_config, to_dict
 from experiments.divergence import NormRule, parameter_norms
 from experiments.errors import ConfigError, RunDiverged
@@ -41,7 +49,7 @@ from experiments.probing import Prober
 from experiments.progress import Progress
 from experiments.resolve import resolve
 
-__all__ = ["RunResult", "run", "comparable_config"]
+__all__ = ["RunResult", "run", "run_population", "comparable_config"]
 
 
 @dataclass
@@ -155,9 +163,8 @@ class _Interval:
 
 
 def shift_policy(config: RunConfig) -> ShiftPolicy:
-    s = config.shift
-    return ShiftPolicy(optimizer=s.optimizer, exploration=s.exploration, buffer=s.buffer,
-                       target=s.target, reinitialize=config.experiment.reference == "fresh")
+    """``[shift]`` with ``reinitialize`` for the fresh reference arm."""
+    return dataclasses.replace(config.shift, reinitialize=config.experiment.reference == "fresh")
 
 
 def _stops(config: RunConfig, switches: list[int]) -> list[int]:
@@ -168,7 +175,7 @@ def _stops(config: RunConfig, switches: list[int]) -> list[int]:
     return sorted(points)
 
 
-def _make_agent(config: RunConfig, env: Any) -> Any:
+def _make_agent(config: RunConfig, env: Any, seeds: list[int]) -> Any:
     from agents.mitigations import make_mitigations
 
     settings = config.agent.settings
@@ -179,7 +186,7 @@ def _make_agent(config: RunConfig, env: Any) -> Any:
     mitigations = make_mitigations(_mitigation_specs(config))
     space = env.single_observation_space if streams.is_vector(env) else env.observation_space
     actions = env.single_action_space if streams.is_vector(env) else env.action_space
-    return agent_class(config.agent.algo)(space, actions, settings, mitigations)
+    return agent_class(config.agent.algo)(space, actions, settings, mitigations, seeds=seeds)
 
 
 def _check_snapshot(config: RunConfig, env: Any) -> None:
@@ -226,186 +233,308 @@ def run(
             metrics row record it, every row written before stays.
         RunDirLocked: another live process owns the run directory.
     """
-    config = resolve(config)
-    rundir.check_out(config.run_dir)
-    with rundir.locked(config.run_dir):
-        return _run(config, overwrite, on_progress)
+    result = run_population([config], overwrite=overwrite, on_progress=on_progress)[0]
+    if result.status == "diverged":
+        d = result.diverged
+        raise RunDiverged(f"run {str(result.run_dir)!r} diverged at env step {d['step']}: "
+                          f"{d['what']} = {d['value']}")
+    return result
 
 
-def _run(config: RunConfig, overwrite: bool,
-         on_progress: Callable[[int, str], None] | None) -> RunResult:
+def population_key(config: RunConfig) -> dict[str, Any]:
+    """What members of one population share: the config without seed and run directory."""
+    data = comparable_config(config)
+    data["experiment"].pop("seed", None)
+    return data
+
+
+def run_population(
+    configs: Sequence[RunConfig],
+    *,
+    overwrite: bool = False,
+    on_progress: Callable[[int, str], None] | None = None,
+) -> list[RunResult]:
+    """Run (or resume) configs that differ only in seed and run directory as one population;
+    one :class:`RunResult` per member (status "done" or "diverged"; a member's divergence
+    is recorded in its directory, never raised). Bad configs raise before anything is
+    written."""
+    configs = [resolve(c) for c in configs]
+    if not configs:
+        raise ConfigError("a population needs at least one run config")
+    key = population_key(configs[0])
+    for c in configs[1:]:
+        if population_key(c) != key:
+            raise ConfigError(
+                f"runs {str(configs[0].run_dir)!r} and {str(c.run_dir)!r} cannot be one "
+                f"population: {_first_difference(key, population_key(c))}; members may differ "
+                "only in experiment.seed and experiment.out")
+    seeds = [c.experiment.seed for c in configs]
+    if len(set(seeds)) != len(seeds) or len({c.run_dir for c in configs}) != len(configs):
+        raise ConfigError(f"population seeds {seeds} and run directories must be distinct")
+    for c in configs:
+        rundir.check_out(c.run_dir)
+    with contextlib.ExitStack() as stack:
+        for c in configs:
+            stack.enter_context(rundir.locked(c.run_dir))
+        return _run(configs, overwrite, on_progress)
+
+
+@dataclass
+class _Member:
+    """One member's side of the loop: its run directory, streams, writers and bookkeeping."""
+
+    config: RunConfig
+    env: Any
+    side_env: Any
+    prober: Prober
+    norm_rule: Any = None
+    interval: _Interval = field(default_factory=_Interval)
+    writers: dict[str, JsonlWriter] = field(default_factory=dict)
+    tb: Any = None
+    wall_before: float = 0.0
+    resumed_from: int | None = None
+    diverged: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def run_dir(self) -> Path:
+        return self.config.run_dir
+
+
+def _resume(members: list[_Member], agent: Any, modes: list[str]) -> None:
+    """Load every member from the newest checkpoint step all of them have intact (or start
+    them all fresh), rewinding their rows to it; write each one's provenance segment."""
+    notes: list[list[str]] = [[] for _ in members]
+    loaded = None
+    if all(mode == "resume" for mode in modes):
+        loaded = load_common([m.run_dir / rundir.CHECKPOINTS for m in members])
+        for k, skipped in enumerate(loaded.skipped):
+            notes[k].extend(skipped)
+        if loaded.step is None:
+            for k in range(len(members)):
+                notes[k].append("no intact checkpoint to resume from; started again from step 0")
+    elif "resume" in modes:
+        for k, mode in enumerate(modes):
+            if mode == "resume":
+                notes[k].append("another member of its population had no checkpoint to resume "
+                                "from; started again from step 0")
+    resumed = loaded is not None and loaded.step is not None
+    for k in range(len(members)):
+        if resumed and "norm_baseline" not in loaded.states[k]:
+            raise ConfigError(f"{loaded.paths[k]} was written by an older version that did not "
+                              "save the env's state, so the run cannot resume exactly; pass "
+                              "--overwrite to start it again")
+    for k, m in enumerate(members):
+        run_dir = m.run_dir
+        if not resumed:
+            rundir.clear(run_dir)
+            save_config(m.config, run_dir / rundir.CONFIG)
+        else:
+            state = loaded.states[k]
+            m.resumed_from = int(state["step"])
+            for name in rundir.JSONL_FILES:
+                rewound = rundir.rewind_jsonl(run_dir / name, m.resumed_from)
+                if rewound.torn is not None:
+                    notes[k].append(f"{name}: removed a torn last line ({len(rewound.torn)} "
+                                    "characters cut short by the process that stopped)")
+            m.env.close()
+            m.side_env.close()
+            m.env, m.side_env = streams.restore(state["env"]), streams.restore(state["side_env"])
+            # continues the member's episode in progress
+            agent.members[k].load_state_dict(state["agent"], env=m.env)
+            _set_global_rng(state["global_rng"])  # the process's: the same in every member's
+            m.interval.load(state["interval"])
+            m.norm_rule.baseline = state["norm_baseline"]
+            m.wall_before = float(state["wall_time"])
+            m.prober.seconds = float(state["probe_time"])
+        for note in notes[k]:
+            print(f"plasticity: {run_dir}: {note}", file=sys.stderr, flush=True)
+        if m.resumed_from is not None:
+            print(f"plasticity: resuming {run_dir} from step {m.resumed_from}"
+                  + (f" ({loaded.paths[k].name})" if loaded.skipped[k] else ""),
+                  file=sys.stderr, flush=True)
+        rundir.start_segment(run_dir, m.resumed_from, notes[k])
+
+
+def _run(configs: list[RunConfig], overwrite: bool,
+         on_progress: Callable[[int, str], None] | None) -> list[RunResult]:
+    config = configs[0]
     e = config.experiment
-    run_dir = config.run_dir
-    mode = _prepare_dir(config, overwrite)
+    modes = [_prepare_dir(c, overwrite) for c in configs]
     torch.set_num_threads(e.torch_threads)
 
     stationary = e.reference == "stationary"
-    env = streams.make_stream(config, stationary=stationary, seed=e.seed)
-    # Same schedule seed as the training env, so set_task(k) gives the same task k.
-    side_env = streams.make_stream(config, stationary=True, seed=e.seed)
-    _check_snapshot(config, env)
-    agent = _make_agent(config, env)
-    switches = streams.schedule_of(env).switch_steps(e.steps)
-    vector_size = config.env.num_envs if streams.is_vector(env) else 1
+    members: list[_Member] = []
+    for c in configs:
+        seed = c.experiment.seed
+        # The side env has the training env's schedule seed, so set_task(k) gives task k.
+        members.append(_Member(c, streams.make_stream(c, stationary=stationary, seed=seed),
+                               streams.make_stream(c, stationary=True, seed=seed),
+                               Prober(c.probes, c.probes.metrics, seed)))
+    _check_snapshot(config, members[0].env)
+    agent = _make_agent(config, members[0].env, [c.experiment.seed for c in configs])
+    views = agent.members  # member k as a single agent (probes, checkpoints)
+    switches = streams.schedule_of(members[0].env).switch_steps(e.steps)
+    if any(streams.schedule_of(m.env).switch_steps(e.steps) != switches for m in members[1:]):
+        raise ConfigError("the members' streams switch tasks at different steps; a population "
+                          "needs one switch schedule (a periodic stream) for every seed")
+    vector_size = config.env.num_envs if streams.is_vector(members[0].env) else 1
     policy = shift_policy(config)
-    tell_agent = policy.is_oracle or any(getattr(m, "oracle", False) for m in agent.mitigations)
-    prober = Prober(config.probes, config.probes.metrics, e.seed)
-    norm_rule = NormRule(e.divergence_factor, parameter_norms(agent.networks()))
-    interval = _Interval()
-    wall_before = 0.0
-    resumed_from = None
+    tell_agent = policy.is_oracle or any(getattr(m, "oracle", False) for m in views[0].mitigations)
+    for m, view in zip(members, views, strict=True):
+        m.norm_rule = NormRule(e.divergence_factor, parameter_norms(view.networks()))
 
-    # -- directory: fresh start, or resume from the newest intact checkpoint
-    notes: list[str] = []
-    loaded = load_latest(run_dir / rundir.CHECKPOINTS) if mode == "resume" else None
-    if loaded is not None:
-        notes.extend(loaded.skipped)
-        if loaded.path is None:
-            notes.append("no intact checkpoint to resume from; started again from step 0")
-    if loaded is None or loaded.path is None:
-        rundir.clear(run_dir)
-        save_config(config, run_dir / rundir.CONFIG)
-    else:
-        state = loaded.state
-        if "norm_baseline" not in state:
-            raise ConfigError(f"{loaded.path} was written by an older version that did not save "
-                              "the env's state, so the run cannot resume exactly; pass "
-                              "--overwrite to start it again")
-        resumed_from = int(state["step"])
-        for name in rundir.JSONL_FILES:
-            rewound = rundir.rewind_jsonl(run_dir / name, resumed_from)
-            if rewound.torn is not None:
-                notes.append(f"{name}: removed a torn last line ({len(rewound.torn)} characters "
-                             "cut short by the process that stopped)")
-        env.close()
-        side_env.close()
-        env, side_env = streams.restore(state["env"]), streams.restore(state["side_env"])
-        agent.load_state_dict(state["agent"], env=env)  # continues the episode in progress
-        _set_global_rng(state["global_rng"])
-        interval.load(state["interval"])
-        norm_rule.baseline = state["norm_baseline"]
-        wall_before = float(state["wall_time"])
-        prober.seconds = float(state["probe_time"])
-    for note in notes:
-        print(f"plasticity: {run_dir}: {note}", file=sys.stderr, flush=True)
-    if resumed_from is not None:
-        print(f"plasticity: resuming {run_dir} from step {resumed_from}"
-              + (f" ({loaded.path.name})" if loaded.skipped else ""), file=sys.stderr, flush=True)
-    rundir.start_segment(run_dir, resumed_from, notes)
-    schedule = streams.schedule_of(env)
-
-    writers = {name: JsonlWriter(run_dir / name) for name in rundir.JSONL_FILES}
-    tb = None
-    if config.logging.tensorboard:
-        tb = TensorBoardWriter(run_dir, purge_step=None if resumed_from is None else resumed_from + 1)
-    progress = Progress(e.steps, config.logging.progress, label=f"{e.arm or e.reference} ")
+    _resume(members, agent, modes)
+    schedules = [streams.schedule_of(m.env) for m in members]
+    for m in members:
+        m.writers = {name: JsonlWriter(m.run_dir / name) for name in rundir.JSONL_FILES}
+        if config.logging.tensorboard:
+            m.tb = TensorBoardWriter(m.run_dir, purge_step=None if m.resumed_from is None
+                                     else m.resumed_from + 1)
+    label = f"{e.arm or e.reference} "
+    if len(configs) > 1:
+        label += "seeds " + ",".join(str(c.experiment.seed) for c in configs) + " "
+    progress = Progress(e.steps, config.logging.progress, label=label)
     started = time.perf_counter()
     step = agent.global_step
     last_return: float | None = None
+    single = len(members) == 1
+    envs = members[0].env if single else [m.env for m in members]
+    totals = [0.0] * len(members)
 
-    def wall() -> float:
-        return wall_before + time.perf_counter() - started
-
-    def write(name: str, row: dict[str, Any]) -> None:
-        writers[name].write(row)
+    def wall(m: _Member) -> float:
+        return m.wall_before + time.perf_counter() - started
 
     try:
         for stop in _stops(config, switches):
             if stop <= step:
                 continue
+            if all(m.diverged for m in members):
+                break
             # -- train to the next stop
             t0, before = time.perf_counter(), step
             try:
-                result = agent.learn(env, stop)
-                ratios = norm_rule.check(result.global_step, agent.networks())
-            except DivergenceError as err:
-                _record_divergence(run_dir, writers, tb, err, streams.current_task(env), wall())
-                raise RunDiverged(f"run {str(run_dir)!r} diverged at env step {err.step}: "
-                                  f"{err.what} = {err.value}") from err
-            step = result.global_step
-            interval.add(result, time.perf_counter() - t0, before)
-            for end, ret, length in result.episodes:
-                task = schedule.task_at(max(end - length * vector_size, 0))
-                last_return = float(ret)
-                if config.logging.episodes:
-                    write(rundir.EPISODES, {"step": end, "task_id": task, "return": ret,
-                                             "length": length})
-
-            # -- log
-            if stop % e.log_every == 0 or stop == e.steps:
-                row = interval.row(step, streams.current_task(env), wall())
-                row["perf/probe_seconds"] = round(prober.seconds, 3)
-                row.update({f"params/{net}/norm_ratio": r for net, r in ratios.items()})
-                write(rundir.METRICS, row)
-                if tb is not None:
-                    tb.scalars({k: v for k, v in row.items() if "/" in k}, step)
-                    if row["episodic_return"] is not None:
-                        tb.scalars({"charts/episodic_return": row["episodic_return"]}, step)
-                interval = _Interval()
-
-            # -- shift: pre probe, record (and maybe tell the agent), init probe
-            if stop in switches:
+                results = agent.learn(envs, stop)
+            except DivergenceError as err:  # a single run raises; a population reports
+                results = LearnResult(err.step, [], {}, 0, err)
+            results = [results] if single else results
+            seconds = time.perf_counter() - t0
+            shift = stop in switches
+            if shift:
                 index = switches.index(stop)
-                old, new = schedule.task_at(stop - 1), schedule.task_at(stop)
-                if config.probes.enabled and config.probes.pre:
-                    _probe_rows(prober.probe(agent, phase="pre", step=step, task_id=old,
-                                             shift_index=index), write, tb)
+                old, new = schedules[0].task_at(stop - 1), schedules[0].task_at(stop)
+            for k, (m, result) in enumerate(zip(members, results, strict=True)):
+                if m.diverged:
+                    continue
+                err = result.diverged
+                ratios: dict[str, float] = {}
+                if err is None:
+                    try:
+                        ratios = m.norm_rule.check(result.global_step, views[k].networks())
+                    except DivergenceError as norm_err:
+                        err = norm_err
+                if err is not None:
+                    m.diverged = _record_divergence(m.run_dir, m.writers, m.tb, err,
+                                                    streams.current_task(m.env), wall(m))
+                    totals[k] = wall(m)
+                    continue
+                step = result.global_step
+                m.interval.add(result, seconds, before)
+                for end, ret, length in result.episodes:
+                    task = schedules[k].task_at(max(end - length * vector_size, 0))
+                    last_return = float(ret)
+                    if config.logging.episodes:
+                        m.writers[rundir.EPISODES].write({"step": end, "task_id": task,
+                                                          "return": ret, "length": length})
+                # -- log
+                if stop % e.log_every == 0 or stop == e.steps:
+                    row = m.interval.row(step, streams.current_task(m.env), wall(m))
+                    row["perf/probe_seconds"] = round(m.prober.seconds, 3)
+                    row.update({f"params/{net}/norm_ratio": r for net, r in ratios.items()})
+                    m.writers[rundir.METRICS].write(row)
+                    if m.tb is not None:
+                        m.tb.scalars({k: v for k, v in row.items() if "/" in k}, step)
+                        if row["episodic_return"] is not None:
+                            m.tb.scalars({"charts/episodic_return": row["episodic_return"]}, step)
+                    m.interval = _Interval()
+                # -- shift: pre probe (before the agent is told); or a cadence probe
+                if shift and config.probes.enabled and config.probes.pre:
+                    _probe_rows(m.prober.probe(views[k], phase="pre", step=step, task_id=old,
+                                               shift_index=index), m)
+                elif (not shift and config.probes.enabled and config.probes.cadence
+                      and stop % config.probes.cadence == 0):
+                    _probe_rows(m.prober.probe(views[k], phase="cadence", step=step,
+                                               task_id=streams.current_task(m.env)), m)
+            step = agent.global_step
+            # -- shift: record (and maybe tell the agent), init probe on the new task
+            if shift:
                 if tell_agent:
                     agent.on_task_switch(policy)
-                write(rundir.SHIFTS, _shift_row(config, policy, agent, stop, old, new,
-                                                 schedule.task_params(new)))
-                if config.probes.enabled and config.probes.init:
-                    streams.set_task(side_env, new)
-                    _probe_rows(prober.probe(agent, phase="init", step=step, task_id=new,
-                                             shift_index=index, side_env=side_env), write, tb)
-            elif config.probes.enabled and config.probes.cadence and stop % config.probes.cadence == 0:
-                _probe_rows(prober.probe(agent, phase="cadence", step=step,
-                                         task_id=streams.current_task(env)), write, tb)
-
+                for k, m in enumerate(members):
+                    if m.diverged:
+                        continue
+                    m.writers[rundir.SHIFTS].write(_shift_row(
+                        policy, views[k], stop, old, new, schedules[k].task_params(new)))
+                    if config.probes.enabled and config.probes.init:
+                        streams.set_task(m.side_env, new)
+                        _probe_rows(m.prober.probe(views[k], phase="init", step=step,
+                                                   task_id=new, shift_index=index,
+                                                   side_env=m.side_env), m)
             # -- checkpoint last: every row at or before this step is already written. The
             # final one keeps the trained agent for later analysis.
             if (e.checkpoint_every and stop % e.checkpoint_every == 0) or stop == e.steps:
-                save_checkpoint(run_dir / rundir.CHECKPOINTS, step, {
-                    "step": step, "agent": agent.state_dict(), "env": streams.snapshot(env),
-                    "side_env": streams.snapshot(side_env), "global_rng": _global_rng(),
-                    "norm_baseline": norm_rule.baseline,
-                    "interval": interval.state(), "wall_time": wall(),
-                    "probe_time": prober.seconds,
-                })
+                for k, m in enumerate(members):
+                    if not m.diverged:
+                        save_checkpoint(m.run_dir / rundir.CHECKPOINTS, step, {
+                            "step": step, "agent": views[k].state_dict(),
+                            "env": streams.snapshot(m.env),
+                            "side_env": streams.snapshot(m.side_env),
+                            "global_rng": _global_rng(), "norm_baseline": m.norm_rule.baseline,
+                            "interval": m.interval.state(), "wall_time": wall(m),
+                            "probe_time": m.prober.seconds,
+                        })
 
-            status = f"task {streams.current_task(env)}"
+            status = f"task {streams.current_task(members[0].env)}"
             if last_return is not None:
                 status += f" | return {last_return:.3g}"
             progress.update(step, status)
             if on_progress is not None:
                 on_progress(step, status)
-        total = wall()
-        done = {"steps": step, "wall_time": round(total, 3), "probe_time": round(prober.seconds, 3),
-                "probe_fraction": round(prober.seconds / total, 4) if total else 0.0}
-        rundir.write_json_atomic(run_dir / rundir.DONE, done)
-        progress.update(step, f"done in {total:.0f}s", force=True)
+        for k, m in enumerate(members):
+            if m.diverged:
+                continue
+            totals[k] = total = wall(m)
+            done = {"steps": step, "wall_time": round(total, 3),
+                    "probe_time": round(m.prober.seconds, 3),
+                    "probe_fraction": round(m.prober.seconds / total, 4) if total else 0.0}
+            rundir.write_json_atomic(m.run_dir / rundir.DONE, done)
+        progress.update(step, f"done in {max(totals):.0f}s", force=True)
     finally:
         progress.close()
-        for w in writers.values():
-            w.close()
-        if tb is not None:
-            tb.close()
-        for closable in (env, side_env):
-            closable.close()
-    return RunResult(run_dir, "done", step, total, prober.seconds, resumed_from)
+        for m in members:
+            for w in m.writers.values():
+                w.close()
+            if m.tb is not None:
+                m.tb.close()
+            m.env.close()
+            m.side_env.close()
+    return [RunResult(m.run_dir, "diverged" if m.diverged else "done",
+                      int(m.diverged["step"]) if m.diverged else step, totals[k],
+                      m.prober.seconds, m.resumed_from, m.diverged)
+            for k, m in enumerate(members)]
 
 
-def _probe_rows(rows: list[dict[str, Any]], write: Callable, tb: TensorBoardWriter | None) -> None:
+def _probe_rows(rows: list[dict[str, Any]], m: _Member) -> None:
+    tb = m.tb
     for row in rows:
-        write(rundir.PROBES, row)
+        m.writers[rundir.PROBES].write(row)
         if tb is not None:
             values = {k: v for k, v in row.items()
                       if k not in ("step", "task_id", "phase", "network")}
             tb.scalars(values, row["step"], prefix=f"probes/{row['network']}/{row['phase']}/")
 
 
-def _shift_row(config: RunConfig, policy: ShiftPolicy, agent: Any, step: int, old: int,
-               new: int, params: Any) -> dict[str, Any]:
+def _shift_row(policy: ShiftPolicy, agent: Any, step: int, old: int, new: int,
+               params: Any) -> dict[str, Any]:
     oracle_mitigations = [getattr(m, "name", type(m).__name__) for m in agent.mitigations
                           if getattr(m, "oracle", False)]
     at_shift = {
@@ -413,7 +542,7 @@ def _shift_row(config: RunConfig, policy: ShiftPolicy, agent: Any, step: int, ol
         "exploration": policy.exploration,
         "buffer": policy.buffer,
         "target": policy.target,
-        "normalization": config.shift.normalization,
+        "normalization": policy.normalization,
         "reinitialize": policy.reinitialize,
         "oracle_mitigations": oracle_mitigations,
         "oracle": policy.is_oracle or bool(oracle_mitigations),
@@ -423,8 +552,9 @@ def _shift_row(config: RunConfig, policy: ShiftPolicy, agent: Any, step: int, ol
 
 
 def _record_divergence(run_dir: Path, writers: dict[str, JsonlWriter], tb: Any,
-                       err: DivergenceError, task: int, wall: float) -> None:
+                       err: DivergenceError, task: int, wall: float) -> dict[str, Any]:
     info = {"step": int(err.step), "what": err.what, "value": str(err.value)}
     writers[rundir.METRICS].write({"step": int(err.step), "task_id": task, "time": round(wall, 3),
                                     "diverged": True, "what": err.what, "value": str(err.value)})
     rundir.write_json_atomic(run_dir / rundir.DIVERGED, info)
+    return info

@@ -5,6 +5,9 @@ Sweep file (TOML)::
     name = "lr_study"            # optional; default: the file's stem
     seeds = [0, 1, 2]            # default [0]
     out = "runs/sweeps/{name}"   # optional sweep directory (``--out`` wins)
+    population = true            # default true: the seeds of each arm (and grid point) run
+                                 # as one population in one process (agents/population.py);
+                                 # --no-population / --population on the command line win
 
     [base]                       # a run config: the same tables as a run TOML
     experiment = { steps = 360_000 }
@@ -30,12 +33,16 @@ Sweep file (TOML)::
 Runs = arms x grid points x seeds, named ``<arm>[-<key>=<value>...]-seed<s>``, written to
 ``SWEEP_DIR/runs/<name>/``. Overrides apply in the order base < grid < arm < smoke, then
 ``experiment.name/arm/seed/out`` are set by the sweep. Re-running a sweep skips finished
-runs and resumes interrupted ones; a failing run is reported and the others go on.
+runs and resumes interrupted ones; a failing run is reported and the others go on. With
+``population`` the pending runs that differ only in their seed form one job (a population
+whose members each write their own run directory), 2-3x the env steps per core of single
+runs (benchmarks/RESULTS.md); a job is a single run otherwise.
 """
 
 from __future__ import annotations
 
 import itertools
+import json
 import multiprocessing
 import os
 import re
@@ -51,7 +58,7 @@ from typing import Any
 
 from experiments import rundir
 from experiments.config import apply_overrides, from_dict, load_config, to_dict
-from experiments.errors import ConfigError, RunDiverged
+from experiments.errors import ConfigError
 from experiments.progress import Progress
 from experiments.reporting.declarations import parse_declarations
 from experiments.resolve import resolve
@@ -60,7 +67,8 @@ from experiments.tomlio import load_toml
 __all__ = ["Sweep", "SweepRun", "load_sweep", "build_sweep", "run_sweep", "BACKENDS"]
 
 BACKENDS = ("local", "ray")
-SWEEP_KEYS = ("name", "seeds", "out", "base", "grid", "arms", "smoke", "report", "hypotheses")
+SWEEP_KEYS = ("name", "seeds", "out", "population", "base", "grid", "arms", "smoke", "report",
+              "hypotheses")
 
 
 @dataclass
@@ -81,6 +89,7 @@ class Sweep:
     directory: Path
     runs: list[SweepRun]
     source: str = ""  # the sweep file's text, copied to SWEEP_DIR/sweep.toml
+    population: bool = True  # group each arm's seeds into one population job
 
 
 @dataclass
@@ -126,6 +135,9 @@ def build_sweep(data: Mapping[str, Any], *, name: str, out: str | Path | None = 
             raise ConfigError(f"unknown sweep key {key!r}; valid keys: {', '.join(SWEEP_KEYS)} "
                               "(run-config tables go under [base])")
     name = str(data.get("name", name))
+    population = data.get("population", True)
+    if not isinstance(population, bool):
+        raise ConfigError(f"population = {population!r}: expected true or false")
     smoke_table = dict(data.get("smoke", {})) if smoke else {}
     seeds = smoke_table.pop("seeds", data.get("seeds", [0]))
     if not isinstance(seeds, list) or not seeds or not all(
@@ -182,7 +194,7 @@ def build_sweep(data: Mapping[str, Any], *, name: str, out: str | Path | None = 
     if unknown:
         raise ConfigError(f"[report] / [[hypotheses]] name the arm {unknown[0]!r}, which this "
                           f"sweep does not have; its arms: {', '.join(sorted(arm_names))}")
-    return Sweep(name, directory, runs, source)
+    return Sweep(name, directory, runs, source, population)
 
 
 def load_sweep(path: str | Path, *, out: str | Path | None = None, smoke: bool = False,
@@ -199,19 +211,41 @@ def load_sweep(path: str | Path, *, out: str | Path | None = None, smoke: bool =
 
 
 # ----------------------------------------------------------------------------- one run
-def run_one(config: dict[str, Any], overwrite: bool = False) -> dict[str, Any]:
-    """Run one sweep member in this process; never raises (the sweep reports failures)."""
-    from experiments.runner import run
+def run_group(configs: list[dict[str, Any]], overwrite: bool = False) -> list[dict[str, Any]]:
+    """Run sweep members that differ only in their seed as one population in this process
+    (one member: a single run); one outcome per member; never raises (the sweep reports
+    failures)."""
+    from experiments.runner import run_population
 
     try:
-        result = run(from_dict(config), overwrite=overwrite)
-        return {"status": "done", "steps": result.steps, "wall_time": result.wall_time,
-                "probe_time": result.probe_time}
-    except RunDiverged as exc:
-        return {"status": "diverged", "message": str(exc)}
-    except Exception as exc:  # noqa: BLE001 -- one run's failure must not stop the sweep
-        return {"status": "failed", "message": f"{type(exc).__name__}: {exc}",
-                "traceback": traceback.format_exc()}
+        results = run_population([from_dict(c) for c in configs], overwrite=overwrite)
+    except Exception as exc:  # noqa: BLE001 -- one job's failure must not stop the sweep
+        return [{"status": "failed", "message": f"{type(exc).__name__}: {exc}",
+                 "traceback": traceback.format_exc()}] * len(configs)
+    outcomes = []
+    for r in results:
+        if r.status == "diverged":
+            d = r.diverged
+            outcomes.append({"status": "diverged", "message": f"run {str(r.run_dir)!r} diverged "
+                             f"at env step {d['step']}: {d['what']} = {d['value']}"})
+        else:
+            outcomes.append({"status": "done", "steps": r.steps, "wall_time": r.wall_time,
+                             "probe_time": r.probe_time})
+    return outcomes
+
+
+def population_groups(runs: Sequence[SweepRun], population: bool) -> list[list[SweepRun]]:
+    """The jobs of a sweep: runs that differ only in seed (and directory) together when
+    ``population``, else one run each; in the sweep's order."""
+    if not population:
+        return [[r] for r in runs]
+    groups: dict[str, list[SweepRun]] = {}
+    for r in runs:
+        key = {table: dict(values) for table, values in r.config.items()}
+        for table, name in (("experiment", "seed"), ("experiment", "out"), ("logging", "progress")):
+            key[table].pop(name, None)
+        groups.setdefault(json.dumps(key, sort_keys=True, default=str), []).append(r)
+    return list(groups.values())
 
 
 #: Exit status of a worker that stopped because its sweep process was gone.
@@ -260,12 +294,13 @@ def _last_step(run_dir: Path) -> int:
 
 def run_sweep(sweep: Sweep, *, workers: int = 1, backend: str = "local",
               address: str | None = None, progress: str = "auto",
-              overwrite: bool = False) -> SweepResult:
+              overwrite: bool = False, population: bool | None = None) -> SweepResult:
     """Run every member of ``sweep``; skip finished ones, resume interrupted ones
     (``overwrite``: run every member again from scratch and delete the old report).
 
     The sweep directory is locked while the sweep runs (each run locks its own directory
-    too), so a second sweep on it refuses with a line naming the owner."""
+    too), so a second sweep on it refuses with a line naming the owner. ``population``
+    (default: the sweep file's ``population``) groups each arm's seeds into one job."""
     if backend not in BACKENDS:
         raise ConfigError(f"backend {backend!r} is not valid; valid choices: {', '.join(BACKENDS)}")
     if workers < 1:
@@ -277,7 +312,8 @@ def run_sweep(sweep: Sweep, *, workers: int = 1, backend: str = "local",
     ) and _connect_ray(address, workers)
     try:
         with rundir.locked(sweep.directory, what="sweep directory"):
-            return _run_sweep(sweep, workers, backend, progress, overwrite)
+            return _run_sweep(sweep, workers, backend, progress, overwrite,
+                              sweep.population if population is None else population)
     finally:
         if ray_started:
             import ray
@@ -286,7 +322,7 @@ def run_sweep(sweep: Sweep, *, workers: int = 1, backend: str = "local",
 
 
 def _run_sweep(sweep: Sweep, workers: int, backend: str, progress: str,
-               overwrite: bool) -> SweepResult:
+               overwrite: bool, population: bool) -> SweepResult:
     from experiments.runner import comparable_config
 
     if overwrite:
@@ -319,31 +355,31 @@ def _run_sweep(sweep: Sweep, workers: int, backend: str, progress: str,
         steps = done_steps + sum(_last_step(m.run_dir) for m in pending)
         bar.update(steps, f"runs {outcomes_done}/{len(pending)} finished")
 
+    jobs = population_groups(pending, population)
     try:
         if backend == "local":
-            _run_local(pending, workers, result, show, overwrite)
+            _run_local(jobs, workers, result, show, overwrite)
         else:
-            _run_ray(pending, result, show, overwrite)
+            _run_ray(jobs, result, show, overwrite)
     finally:
         bar.close()
     return result
 
 
-def _run_local(pending: Sequence[SweepRun], workers: int, result: SweepResult, show,
+def _run_local(jobs: Sequence[list[SweepRun]], workers: int, result: SweepResult, show,
                overwrite: bool) -> None:
-    if not pending:
+    if not jobs:
         return
     context = multiprocessing.get_context("spawn")  # fork + torch threads is unsafe
     with ProcessPoolExecutor(max_workers=workers, mp_context=context,
                              initializer=_init_worker, initargs=(os.getpid(),)) as pool:
-        futures = {pool.submit(run_one, m.config, overwrite): m for m in pending}
+        futures = {pool.submit(run_group, [m.config for m in job], overwrite): job for job in jobs}
         remaining = set(futures)
         while remaining:
             finished, remaining = wait(remaining, timeout=1.0, return_when=FIRST_COMPLETED)
             for fut in finished:
-                member = futures[fut]
-                result.outcomes[member.name] = _outcome(member, fut.result())
-            show(len(futures) - len(remaining))
+                _record(result, futures[fut], fut.result())
+            show(sum(len(j) for f, j in futures.items() if f not in remaining))
 
 
 def _connect_ray(address: str | None, workers: int) -> bool:
@@ -372,20 +408,24 @@ def _connect_ray(address: str | None, workers: int) -> bool:
     return True
 
 
-def _run_ray(pending: Sequence[SweepRun], result: SweepResult, show, overwrite: bool) -> None:
-    if not pending:
+def _run_ray(jobs: Sequence[list[SweepRun]], result: SweepResult, show, overwrite: bool) -> None:
+    if not jobs:
         return
     import ray
 
-    remote = ray.remote(num_cpus=1)(run_one)
-    refs = {remote.remote(m.config, overwrite): m for m in pending}
+    remote = ray.remote(num_cpus=1)(run_group)
+    refs = {remote.remote([m.config for m in job], overwrite): job for job in jobs}
     remaining = list(refs)
     while remaining:
         finished, remaining = ray.wait(remaining, num_returns=1, timeout=1.0)
         for ref in finished:
-            member = refs[ref]
-            result.outcomes[member.name] = _outcome(member, ray.get(ref))
-        show(len(refs) - len(remaining))
+            _record(result, refs[ref], ray.get(ref))
+        show(sum(len(j) for r, j in refs.items() if r not in remaining))
+
+
+def _record(result: SweepResult, job: list[SweepRun], outcomes: list[dict[str, Any]]) -> None:
+    for member, outcome in zip(job, outcomes, strict=True):
+        result.outcomes[member.name] = _outcome(member, outcome)
 
 
 def _outcome(member: SweepRun, outcome: dict[str, Any]) -> dict[str, Any]:

@@ -248,7 +248,7 @@ def test_hooks_order_and_oracle_knobs():
     agent.on_task_switch(ShiftPolicy(reinitialize=True))
     assert not params_equal(actor, agent.actor) and len(agent.optimizer.state) == 0
     assert rec.calls[-2:] == ["attach", "switch"]
-    with pytest.raises(AgentError, match="exploration='rewarm'.*'keep'"):
+    with pytest.raises(AgentError, match="shift.exploration = 'rewarm': PPO has no exploration.*'keep'"):
         agent.on_task_switch(ShiftPolicy(exploration="rewarm"))
 
 

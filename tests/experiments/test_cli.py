@@ -68,6 +68,8 @@ MISTAKES = [
     (["run", "good.toml", "--set", "lr"], "override 'lr' is not of the form table.key=value"),
     (["run", "good.toml", "other.toml"], "more than one config file"),
     (["run", "--resume", "nowhere"], "no config.toml there"),
+    (["run", "good.toml", "--seeds", "3-1"], "--seeds '3-1' is not a list of distinct seeds"),
+    (["run", "good.toml", "--seeds", "0-1", "--seed", "2"], "do not also give --seed"),
     (["run", "good.toml", "--set", "probes.settings={slq_iters=0}"], "slq_iters must be a positive integer"),
     (["sweep", "sweep_bad.toml"], "unknown sweep key 'grids'"),
     (["sweep", "sweep_smokeless.toml", "--smoke"], "has no [smoke] table"),
@@ -161,6 +163,14 @@ def test_run_from_the_command_line_writes_a_finished_run(workdir, capsys):
     assert "seed = 3" in saved and "log_every = 100" in saved
     assert main(["run", "good.toml", "--out", "r"]) == 2  # another seed: refuses the finished dir
     assert "--overwrite" in capsys.readouterr().err
+
+
+def test_run_with_seeds_runs_a_population_into_one_directory_per_seed(workdir, capsys):
+    assert main(["run", "good.toml", "--out", "pop", "--seeds", "0-1,4"]) == 0
+    assert "population of 3" in capsys.readouterr().out
+    for seed in (0, 1, 4):
+        assert (workdir / "pop" / f"seed{seed}" / "DONE").exists()
+        assert f"seed = {seed}" in (workdir / "pop" / f"seed{seed}" / "config.toml").read_text()
 
 
 def test_run_without_config_runs_the_default_study_and_writes_the_report(tmp_path, capsys):
