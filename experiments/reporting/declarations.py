@@ -10,7 +10,8 @@ A study file (``experiments/studies/*.toml``, a sweep file) may carry, besides t
     primary_target = "mean_return"               # adaptation column of the gap and exploration
     exploratory_probes = ["features/hidden.1/effective_rank"]  # init probes shown as
                                                  # exploratory besides the declared ones
-                                                 # (default: every init probe)
+                                                 # (fnmatch patterns; default: the headline
+                                                 # probes, reporting.summary.DEFAULT_EXPLORATORY_PROBES)
     threshold = 0.8                              # absolute recovery threshold (else relative)
     max_return = 1.0                             # AUC normaliser in absolute mode
     limitations = ["...", "..."]                 # printed before the limitations derived from runs

@@ -16,6 +16,7 @@ A report has one :class:`StreamSummary` per stream (one sweep: one study file). 
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import math
 from collections.abc import Mapping, Sequence
@@ -329,20 +330,48 @@ def _stationary(runs: pd.DataFrame, episodes: pd.DataFrame, decl: Declarations,
     return tuple(out)
 
 
+#: Init probes shown as exploratory when a study file names none (``fnmatch`` patterns, in
+#: the order drawn): the headline quantity of each probe group. Every other probe is still in
+#: the tables; drawing all of them (about 90 panels, one mixed model each) made a 120-run
+#: report take minutes.
+DEFAULT_EXPLORATORY_PROBES = (
+    "hessian/top_1",
+    "hessian/eps_rank_paper/rel0.01",
+    "features/hidden.*/effective_rank",
+    "features/hidden.*/dormant_fraction",
+    "trainability/*ratio*",
+    "grad/norm",
+    "weights/norm",
+)
+#: At most this many probe panels / exploratory probes per stream (declared ones always kept).
+MAX_EXPLORATORY_PROBES = 12
+
+
+def _matches(metric: str, patterns: Sequence[str]) -> int | None:
+    """Index of the first pattern ``metric`` matches, or None."""
+    return next((i for i, p in enumerate(patterns) if fnmatch.fnmatchcase(metric, p)), None)
+
+
 def _probe_columns(frame: pd.DataFrame, decl: Declarations) -> list[str]:
     """Probe columns for the exploratory tables and figures: the declared hypotheses'
-    probes and the init probes of ``[report] exploratory_probes`` (every init probe when
-    the study file does not name them)."""
+    probes and the init probes matching ``[report] exploratory_probes`` (``fnmatch``
+    patterns; :data:`DEFAULT_EXPLORATORY_PROBES` when the study file names none), at most
+    :data:`MAX_EXPLORATORY_PROBES` besides the declared ones (the first init probes by name
+    when no default pattern matches, e.g. a user's own metrics). Timing columns (``time/...``)
+    are bookkeeping, never probes."""
     present = [c for c in frame.columns if c.count("/") >= 3 and c.split("/", 1)[0]
-               in ("pre", "init", "trained_once")]
+               in ("pre", "init", "trained_once")
+               and not parse_probe_column(c)[3].startswith("time/")]
     init = [c for c in present if parse_probe_column(c)[0] == "init"]
     chosen = {probe_column(h.phase, str(h.network), h.data, str(h.probe))
               for h in decl.hypotheses if h.probe} & set(present)
-    if decl.exploratory_probes:
-        chosen |= {c for c in init if parse_probe_column(c)[3] in decl.exploratory_probes}
-    else:
-        chosen |= set(init)
-    return sorted(chosen)
+    patterns = decl.exploratory_probes or DEFAULT_EXPLORATORY_PROBES
+    ranked = sorted((rank, c) for c in init
+                    if (rank := _matches(parse_probe_column(c)[3], patterns)) is not None)
+    if not ranked and not decl.exploratory_probes:  # probes of other names (user metrics)
+        ranked = [(0, c) for c in sorted(init)]
+    extra = [c for _, c in ranked if c not in chosen][:MAX_EXPLORATORY_PROBES]
+    return sorted(chosen | set(extra))
 
 
 def _declared_pairs(hypotheses: Sequence[Hypothesis]) -> set[tuple[str, str, str]]:
