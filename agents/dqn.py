@@ -384,7 +384,7 @@ class DQNMember:
             self._episode_return, self._episode_length = episode["return"], episode["length"]
 
 
-class DQN:
+class DQN(population.Population):
     """Deep Q-learning on ``gym.Env`` s with a Box observation and Discrete actions: a
     population of ``len(seeds)`` members (default one, ``config.seed``) in lockstep.
 
@@ -441,19 +441,7 @@ class DQN:
         self.exploration_steps, self.learning_starts = self.config.schedule()
         self.exploration_origin = 0  # env step at which epsilon's decay (re)started
         self._rngs = [m.rng for m in self.members]
-        for m in self.members:
-            for mitigation in m.mitigations:
-                mitigation.attach(m)
-        self._hooks = {name: [population.real_hooks(m.mitigations, name) for m in self.members]
-                       for name in ("before_optimizer_step", "after_step", "after_update")}
-
-    def __getattr__(self, name: str) -> Any:
-        # A population of one is its member (agent.q, agent.optimizer, agent.td_loss, ...).
-        members = self.__dict__.get("members")
-        if members is not None and len(members) == 1:
-            return getattr(members[0], name)
-        raise AttributeError(f"{type(self).__name__} of {len(members or ())} members has no "
-                             f"attribute {name!r}; use agent.members[k].{name}")
+        self._attach_mitigations()
 
     @property
     def q(self) -> MLP | StackedMLP:

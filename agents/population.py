@@ -29,7 +29,8 @@ from torch import Tensor, nn
 
 from agents.base import AgentError, Mitigation
 
-__all__ = ["MemberOptimizer", "clip_per_member", "member_mitigations", "real_hooks", "seeds_of"]
+__all__ = ["MemberOptimizer", "Population", "clip_per_member", "member_mitigations", "real_hooks",
+           "seeds_of"]
 
 
 def seeds_of(seed: int, seeds: Sequence[int] | None) -> list[int]:
@@ -163,3 +164,26 @@ class MemberOptimizer:
                     entry[key].copy_(value)
                 else:
                     entry[key][self.k].copy_(value)
+
+
+class Population:
+    """What DQN and PPO share as a population of ``members``: the mitigations' attachment
+    (each member's own instances, attached to that member) and the hooks that really act
+    per member; a population of one answers every attribute as its member does
+    (``agent.optimizer``, ``agent.collect``, ...), so a single run reads as before."""
+
+    members: list[Any]
+
+    def _attach_mitigations(self) -> None:
+        for m in self.members:
+            for mitigation in m.mitigations:
+                mitigation.attach(m)
+        self._hooks = {name: [real_hooks(m.mitigations, name) for m in self.members]
+                       for name in ("before_optimizer_step", "after_step", "after_update")}
+
+    def __getattr__(self, name: str) -> Any:
+        members = self.__dict__.get("members")
+        if members is not None and len(members) == 1:
+            return getattr(members[0], name)
+        raise AttributeError(f"{type(self).__name__} of {len(members or ())} members has no "
+                             f"attribute {name!r}; use agent.members[k].{name}")

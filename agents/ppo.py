@@ -462,7 +462,7 @@ class PPOMember:
                 self.reward_normalizer.returns = np.array(episode["reward_returns"])
 
 
-class PPO:
+class PPO(population.Population):
     """PPO on ``gymnasium.vector.VectorEnv`` s: a population of ``len(seeds)`` members
     (default one, ``config.seed``), one vector env each, in lockstep.
 
@@ -524,19 +524,7 @@ class PPO:
             owned = [*self._actor.member_params(k), *self._critic.member_params(k)]
             m.optimizer = population.MemberOptimizer(self._optimizer, self._params, owned, k)
         self.global_step = 0
-        for m in self.members:
-            for mitigation in m.mitigations:
-                mitigation.attach(m)
-        self._hooks = {name: [population.real_hooks(m.mitigations, name) for m in self.members]
-                       for name in ("before_optimizer_step", "after_step", "after_update")}
-
-    def __getattr__(self, name: str) -> Any:
-        # A population of one is its member (agent.actor, agent.optimizer, agent.collect, ...).
-        members = self.__dict__.get("members")
-        if members is not None and len(members) == 1:
-            return getattr(members[0], name)
-        raise AttributeError(f"{type(self).__name__} of {len(members or ())} members has no "
-                             f"attribute {name!r}; use agent.members[k].{name}")
+        self._attach_mitigations()
 
     def _policy(self) -> CategoricalPolicy | GaussianPolicy:
         """The action distribution of all members (a Gaussian's log-std is ``(K, 1, d)``)."""
