@@ -601,13 +601,7 @@ class DQN(population.Population):
                             m.after_update(members[k], member_batch)
         for k, m in enumerate(members):
             m._obs = obs[k].copy()
-            if diverged[k] is None:
-                try:
-                    common.check_parameters_finite(self.global_step, m.networks())
-                except DivergenceError as err:
-                    diverged[k] = err
-        if single and diverged[0] is not None:
-            raise diverged[0]
+        population.check_members_finite(self.global_step, members, diverged, single)
         elapsed = max(time.perf_counter() - start_time, 1e-9)
         results = []
         for k in range(self.k):

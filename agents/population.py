@@ -27,10 +27,11 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from agents.base import AgentError, Mitigation
+from agents._common import check_parameters_finite
+from agents.base import AgentError, DivergenceError, Mitigation
 
-__all__ = ["MemberOptimizer", "Population", "clip_per_member", "member_mitigations", "real_hooks",
-           "seeds_of"]
+__all__ = ["MemberOptimizer", "Population", "check_members_finite", "clip_per_member",
+           "member_mitigations", "real_hooks", "seeds_of"]
 
 
 def seeds_of(seed: int, seeds: Sequence[int] | None) -> list[int]:
@@ -164,6 +165,20 @@ class MemberOptimizer:
                     entry[key].copy_(value)
                 else:
                     entry[key][self.k].copy_(value)
+
+
+def check_members_finite(step: int, members: Sequence[Any],
+                         diverged: list[DivergenceError | None], single: bool) -> None:
+    """Record in ``diverged[k]`` the first NaN/inf parameter of each member not yet diverged
+    (the others train on); a single run raises it instead."""
+    for k, m in enumerate(members):
+        if diverged[k] is None:
+            try:
+                check_parameters_finite(step, m.networks())
+            except DivergenceError as err:
+                diverged[k] = err
+    if single and diverged[0] is not None:
+        raise diverged[0]
 
 
 class Population:

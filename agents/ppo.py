@@ -601,14 +601,7 @@ class PPO(population.Population):
                 residual = (returns - values).var(correction=0).item()
                 explained[k] += 1.0 - residual / var_returns if var_returns > 0 else float("nan")
             rollouts += 1
-        for k, m in enumerate(members):
-            if diverged[k] is None:
-                try:
-                    common.check_parameters_finite(self.global_step, m.networks())
-                except DivergenceError as err:
-                    diverged[k] = err
-        if single and diverged[0] is not None:
-            raise diverged[0]
+        population.check_members_finite(self.global_step, members, diverged, single)
         elapsed = max(time.perf_counter() - start_time, 1e-9)
         results = []
         for k in range(self.k):
