@@ -151,14 +151,20 @@ class Prober:
                 seed = int(torch.randint(0, 2**31 - 1, (1,), generator=gen))
                 shared = agent.collect(side_env, self.config.init_rollout_steps, seed)
             gain = "one_step_gain" in metrics
+            # One generator state for every target's batch: the networks of one agent are
+            # probed on the same samples (actor_critic's spectrum is then exactly the union
+            # of policy's and value's, as the block-diagonal Hessian says).
+            batch_state = gen.get_state()
             for target in agent.probe_targets() if spectral_metrics else ():
                 if target.name not in self.config.networks:
                     continue
                 if shared is not None:  # one side rollout: probe on one half, evaluate on the other
                     batch, held_out = _split(shared) if gain else (shared, None)
-                else:
-                    batch = target.sample_batch(self.config.batch_size, gen)
-                    held_out = target.sample_batch(self.config.batch_size, gen) if gain else None
+                else:  # every target draws the same rows of the agent's data
+                    draw = torch.Generator()
+                    draw.set_state(batch_state)
+                    batch = target.sample_batch(self.config.batch_size, draw)
+                    held_out = target.sample_batch(self.config.batch_size, draw) if gain else None
                 batch = _head(batch, self.config.batch_size)
                 # A target without a Gauss-Newton form (actor_critic) skips that group.
                 wanted = [m for m in spectral_metrics if m != "ggn_density" or target.ggn is not None]
