@@ -1,9 +1,8 @@
-"""Read and write TOML configs: ``tomllib`` (``tomli`` before Python 3.11) reads,
-``tomli_w`` writes (round-trip tested)."""
+"""Read and write TOML configs: ``tomllib`` reads, ``tomli_w`` writes (round-trip tested)."""
 
 from __future__ import annotations
 
-import sys
+import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -11,11 +10,6 @@ from typing import Any
 import tomli_w
 
 from experiments.errors import ConfigError
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
 
 __all__ = ["load_toml", "loads_toml", "dumps_toml", "parse_value"]
 

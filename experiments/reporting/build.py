@@ -20,10 +20,9 @@ same bytes.
 from __future__ import annotations
 
 import json
+import tomllib
 from collections.abc import Sequence
 from pathlib import Path
-
-import tomllib
 
 from experiments.analysis.adaptation import AdaptationSpec, adaptation_frame, spec_for
 from experiments.analysis.load import load_data
