@@ -397,6 +397,8 @@ class DQN(population.Population):
     ``on_task_switch``, ``state_dict``.
     """
 
+    member_env = gym.Env
+
     #: The :class:`~agents.base.ShiftPolicy` settings DQN can act on.
     SHIFT_KNOBS = ("optimizer", "exploration", "buffer", "target")
 
@@ -654,25 +656,5 @@ class DQN(population.Population):
             self.buffer.clear()
         if policy.target == "sync":
             self._update_target(1.0)
-        for m in self.members:
-            for mitigation in m.mitigations:
-                mitigation.on_task_switch(m)
+        self._switch_mitigations()
 
-    def state_dict(self) -> dict[str, Any]:
-        """A single run: its member's checkpoint; a population: ``{"members": [...]}``."""
-        if self.k == 1:
-            return self.members[0].state_dict()
-        return {"members": [m.state_dict() for m in self.members]}
-
-    def load_state_dict(self, state: dict[str, Any],
-                        env: gym.Env | Sequence[gym.Env] | None = None) -> None:
-        """Restore a checkpoint of :meth:`state_dict`. Without ``envs`` the next ``learn``
-        resets the envs; with ``env`` (one per member restored to its state at the
-        checkpoint; the env itself for a single run) every member continues its episode in progress exactly."""
-        states = [state] if self.k == 1 else state["members"]
-        if len(states) != self.k:
-            raise AgentError(f"checkpoint has {len(states)} members, the population {self.k}")
-        envs = [env] if isinstance(env, gym.Env) or env is None else list(env)
-        envs = envs * self.k if env is None else envs
-        for m, member_state, env in zip(self.members, states, envs, strict=True):
-            m.load_state_dict(member_state, env)

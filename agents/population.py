@@ -188,6 +188,8 @@ class Population:
     (``agent.optimizer``, ``agent.collect``, ...), so a single run reads as before."""
 
     members: list[Any]
+    #: The env one member trains on (``gym.Env`` for DQN, ``VectorEnv`` for PPO).
+    member_env: type = object
 
     def _attach_mitigations(self) -> None:
         for m in self.members:
@@ -202,3 +204,29 @@ class Population:
             return getattr(members[0], name)
         raise AttributeError(f"{type(self).__name__} of {len(members or ())} members has no "
                              f"attribute {name!r}; use agent.members[k].{name}")
+
+    def _switch_mitigations(self) -> None:
+        """Each member's mitigations hear of the switch (after the oracle knobs acted)."""
+        for m in self.members:
+            for mitigation in m.mitigations:
+                mitigation.on_task_switch(m)
+
+    def state_dict(self) -> dict[str, Any]:
+        """A single run: its member's checkpoint; a population: ``{"members": [...]}``."""
+        if len(self.members) == 1:
+            return self.members[0].state_dict()
+        return {"members": [m.state_dict() for m in self.members]}
+
+    def load_state_dict(self, state: dict[str, Any], env: Any = None) -> None:
+        """Restore a checkpoint of :meth:`state_dict`. Without ``env`` the next ``learn``
+        resets the envs; with ``env`` (one per member, restored to its state at the
+        checkpoint; the env itself for a single run) every member continues its episodes in
+        progress exactly."""
+        k = len(self.members)
+        states = [state] if k == 1 else state["members"]
+        if len(states) != k:
+            raise AgentError(f"checkpoint has {len(states)} members, the population {k}")
+        envs = [env] if isinstance(env, self.member_env) or env is None else list(env)
+        envs = envs * k if env is None else envs
+        for m, member_state, member_env in zip(self.members, states, envs, strict=True):
+            m.load_state_dict(member_state, member_env)

@@ -474,6 +474,8 @@ class PPO(population.Population):
     ``agent.probe_targets()``...). ``target_kl`` (early stopping per member) needs K = 1.
     """
 
+    member_env = VectorEnv
+
     #: The :class:`~agents.base.ShiftPolicy` settings PPO can act on (others must be "keep").
     SHIFT_KNOBS = ("optimizer",)
 
@@ -813,25 +815,5 @@ class PPO(population.Population):
                     mitigation.attach(m)
         if policy.optimizer == "reset":
             common.reset_optimizer(self._optimizer)
-        for m in self.members:
-            for mitigation in m.mitigations:
-                mitigation.on_task_switch(m)
+        self._switch_mitigations()
 
-    def state_dict(self) -> dict[str, Any]:
-        """A single run: its member's checkpoint; a population: ``{"members": [...]}``."""
-        if self.k == 1:
-            return self.members[0].state_dict()
-        return {"members": [m.state_dict() for m in self.members]}
-
-    def load_state_dict(self, state: dict[str, Any],
-                        env: VectorEnv | Sequence[VectorEnv] | None = None) -> None:
-        """Restore a checkpoint of :meth:`state_dict`. Without ``envs`` the next ``learn``
-        resets the envs; with ``env`` (one vector env per member restored to its state at
-        the checkpoint; the env itself for a single run) every member continues its episodes in progress exactly."""
-        states = [state] if self.k == 1 else state["members"]
-        if len(states) != self.k:
-            raise AgentError(f"checkpoint has {len(states)} members, the population {self.k}")
-        envs = [env] if isinstance(env, VectorEnv) or env is None else list(env)
-        envs = envs * self.k if env is None else envs
-        for m, member_state, env in zip(self.members, states, envs, strict=True):
-            m.load_state_dict(member_state, env)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -63,21 +64,26 @@ def test_sigkill_at_a_random_step_then_resume_gives_the_uninterrupted_rows(algo,
     config = tmp_path / "run.toml"
     config.write_text(dumps_toml(apply_overrides(base, {**overrides,
                                                         "experiment.out": str(run_dir)})))
-    seed = random.randrange(2**32)
-    rng = random.Random(seed)
-    kill_after = rng.randrange(every + 1, steps - every)  # a random step past a checkpoint
-    proc = cli("run", str(config))
-    deadline = time.time() + 180
-    while time.time() < deadline and proc.poll() is None:
-        if last_step(run_dir / rundir.METRICS) >= kill_after and checkpoint_steps(
-                run_dir / rundir.CHECKPOINTS):
+    for _attempt in range(3):
+        seed = random.randrange(2**32)
+        rng = random.Random(seed)
+        kill_after = rng.randrange(every + 1, steps - every)  # a random step past a checkpoint
+        proc = cli("run", str(config))
+        deadline = time.time() + 180
+        while time.time() < deadline and proc.poll() is None:
+            if last_step(run_dir / rundir.METRICS) >= kill_after and checkpoint_steps(
+                    run_dir / rundir.CHECKPOINTS):
+                break
+            time.sleep(0.01)
+        time.sleep(rng.uniform(0.0, 0.3))  # and a random moment of the training that follows
+        proc.send_signal(signal.SIGKILL)
+        out, err = proc.communicate()
+        if not (run_dir / rundir.DONE).exists():
             break
-        time.sleep(0.01)
-    time.sleep(rng.uniform(0.0, 0.3))  # and a random moment of the training that follows
-    assert proc.poll() is None, f"run ended before it could be killed: {proc.communicate()}"
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert not (run_dir / rundir.DONE).exists()
+        # On a loaded machine this poller can be descheduled until the run has finished: that
+        # draw killed nothing, so it is no trial of resume. Draw again in a clean directory.
+        shutil.rmtree(run_dir)
+    assert not (run_dir / rundir.DONE).exists(), f"the run always finished before the kill: {err}"
 
     resumed = cli("run", "--resume", str(run_dir))
     _, err = resumed.communicate(timeout=240)
