@@ -21,22 +21,18 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-import torch
 from torch import nn
 
 from agents.base import DivergenceError
+from spectral import weight_norm
 
 __all__ = ["parameter_norms", "NormRule"]
 
 
 def parameter_norms(networks: Mapping[str, nn.Module]) -> dict[str, float]:
-    """``{name: ||theta||_2}`` over all parameters of each network."""
-    norms = {}
-    with torch.no_grad():
-        for name, net in networks.items():
-            flat = [p.reshape(-1) for p in net.parameters()]
-            norms[name] = float(torch.linalg.vector_norm(torch.cat(flat))) if flat else 0.0
-    return norms
+    """``{name: ||theta||_2}`` of each network (:func:`spectral.weight_norm`, the quantity the
+    ``weights`` probe reports)."""
+    return {name: weight_norm(net) for name, net in networks.items()}
 
 
 class NormRule:
