@@ -75,6 +75,10 @@ class PPOConfig:
         norm_adv: normalise advantages per minibatch.
         clip_coef: surrogate (and value, if ``clip_vloss``) clipping range.
         ent_coef / vf_coef: entropy bonus and value-loss weights.
+        rewarm_ent_coef / rewarm_steps: with ``shift.exploration = "rewarm"`` (an ORACLE
+            exploration control, PPO's counterpart of DQN's epsilon re-warm) the entropy
+            weight jumps to ``rewarm_ent_coef`` at each switch and decays linearly back to
+            ``ent_coef`` over ``rewarm_steps`` env steps.
         max_grad_norm: clip the global gradient norm (None = off).
         target_kl: stop the epochs of a rollout early when approx KL exceeds it (None = off).
         widths / activation / layer_norm / init: both networks (:class:`agents.networks.MLP`).
@@ -100,6 +104,8 @@ class PPOConfig:
     clip_vloss: bool = True
     ent_coef: float = 0.01
     vf_coef: float = 0.5
+    rewarm_ent_coef: float = 0.1
+    rewarm_steps: int = 8_192
     max_grad_norm: float | None = 0.5
     target_kl: float | None = None
     widths: tuple[int, ...] = field(default=(64, 64))
@@ -119,7 +125,8 @@ class PPOConfig:
     def __post_init__(self) -> None:
         check_field_types(type(self), self.__dict__)
         common.check_network_fields(self)
-        for name in ("num_envs", "num_steps", "total_steps", "num_minibatches", "update_epochs"):
+        for name in ("num_envs", "num_steps", "total_steps", "num_minibatches", "update_epochs",
+                     "rewarm_steps"):
             common.check_positive_int(name, getattr(self, name))
         common.check_field(
             "num_minibatches",
@@ -131,7 +138,7 @@ class PPOConfig:
             "gae_lambda", self.gae_lambda, 0.0 <= self.gae_lambda <= 1.0, "in [0, 1]"
         )
         common.check_field("clip_coef", self.clip_coef, self.clip_coef > 0, "> 0")
-        for name in ("ent_coef", "vf_coef"):
+        for name in ("ent_coef", "vf_coef", "rewarm_ent_coef"):
             common.check_field(name, getattr(self, name), getattr(self, name) >= 0, ">= 0")
         for name in ("obs_clip", "reward_clip"):
             common.check_field(name, getattr(self, name), getattr(self, name) > 0, "> 0")
@@ -254,7 +261,7 @@ class PPOMember:
                 "losses/approx_kl": ((ratio - 1) - log_ratio).mean(),
                 "losses/clipfrac": ((ratio - 1.0).abs() > c.clip_coef).float().mean(),
             }
-        return pg_loss - c.ent_coef * entropy, stats
+        return pg_loss - self.agent.entropy_coef() * entropy, stats
 
     def value_loss(self, batch: Batch) -> Tensor:
         """``vf_coef`` x 0.5 x (clipped) squared error of the critic against the GAE returns."""
@@ -418,6 +425,7 @@ class PPOMember:
             "critic": self.critic.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "global_step": self.global_step,
+            "rewarm_origin": self.agent.rewarm_origin,
             "rng": common.rng_state(self.rng, self.torch_rng),
             "obs_normalizer": self.obs_normalizer.rms.state_dict() if self.obs_normalizer else None,
             "reward_normalizer": (
@@ -443,6 +451,7 @@ class PPOMember:
         self.critic.load_state_dict(state["critic"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.agent.global_step = int(state["global_step"])
+        self.agent.rewarm_origin = state.get("rewarm_origin")
         common.load_rng_state(self.rng, self.torch_rng, state["rng"])
         if self.obs_normalizer is not None:
             self.obs_normalizer.rms.load_state_dict(state["obs_normalizer"])
@@ -477,7 +486,7 @@ class PPO(population.Population):
     member_env = VectorEnv
 
     #: The :class:`~agents.base.ShiftPolicy` settings PPO can act on (others must be "keep").
-    SHIFT_KNOBS = ("optimizer",)
+    SHIFT_KNOBS = ("optimizer", "exploration")
 
     def __init__(
         self,
@@ -526,7 +535,17 @@ class PPO(population.Population):
             owned = [*self._actor.member_params(k), *self._critic.member_params(k)]
             m.optimizer = population.MemberOptimizer(self._optimizer, self._params, owned, k)
         self.global_step = 0
+        self.rewarm_origin: int | None = None  # env step of the last entropy re-warm
         self._attach_mitigations()
+
+    def entropy_coef(self) -> float:
+        """The entropy weight now: ``ent_coef``, or after a re-warm at step s0
+        ``ent_coef + (rewarm_ent_coef - ent_coef) * max(0, 1 - (step - s0) / rewarm_steps)``."""
+        c = self.config
+        if self.rewarm_origin is None:
+            return c.ent_coef
+        left = max(0.0, 1.0 - (self.global_step - self.rewarm_origin) / c.rewarm_steps)
+        return c.ent_coef + (c.rewarm_ent_coef - c.ent_coef) * left
 
     def _policy(self) -> CategoricalPolicy | GaussianPolicy:
         """The action distribution of all members (a Gaussian's log-std is ``(K, 1, d)``)."""
@@ -612,6 +631,7 @@ class PPO(population.Population):
                 metrics = dict(zip(_STATS, (sums[k] / updates).tolist(), strict=True))
                 metrics["losses/explained_variance"] = float(explained[k] / rollouts)
             metrics["charts/learning_rate"] = self._optimizer.param_groups[0]["lr"]
+            metrics["charts/ent_coef"] = self.entropy_coef()
             metrics["charts/sps"] = (self.global_step - start_step) / elapsed
             results.append(LearnResult(self.global_step, episodes[k], metrics, updates, diverged[k]))
         return results[0] if single else results
@@ -650,7 +670,7 @@ class PPO(population.Population):
                      _masked_mean((ratio - 1) - log_ratio, mask, count),
                      _masked_mean(((ratio - 1.0).abs() > c.clip_coef).float(), mask, count),
                      v_loss.detach()]
-        return pg_loss - c.ent_coef * entropy + c.vf_coef * v_loss, stats
+        return pg_loss - self.entropy_coef() * entropy + c.vf_coef * v_loss, stats
 
     def _check_loss(self, loss: Tensor, diverged: list) -> None:
         if not bool(torch.isfinite(loss).all()):
@@ -797,8 +817,9 @@ class PPO(population.Population):
         """Apply the oracle knobs of ``policy`` to every member, then each member's
         mitigations' ``on_task_switch``.
 
-        PPO has no epsilon schedule, replay buffer or target network: those knobs must stay
-        "keep". ``reinitialize`` re-draws both networks (and log-std) and resets Adam;
+        PPO has no replay buffer or target network: those knobs must stay "keep".
+        ``exploration = "rewarm"`` restarts the entropy re-warm (:meth:`entropy_coef`).
+        ``reinitialize`` re-draws both networks (and log-std) and resets Adam;
         normalisation statistics are kept.
         """
         policy.check_knobs("PPO", self.SHIFT_KNOBS)
@@ -815,5 +836,7 @@ class PPO(population.Population):
                     mitigation.attach(m)
         if policy.optimizer == "reset":
             common.reset_optimizer(self._optimizer)
+        if policy.exploration == "rewarm":
+            self.rewarm_origin = self.global_step
         self._switch_mitigations()
 

@@ -19,6 +19,8 @@ Sweep file (TOML)::
 
     [[arms]]                     # optional named override sets (default: one arm from base)
     name = "continual"
+    seeds = [0, 1, 2, 3, 4]      # (optional) this arm's seeds instead of the sweep's
+                                 # (--smoke uses the smoke seeds for every arm)
     [[arms]]
     name = "fresh"
     "experiment.reference" = "fresh"
@@ -139,14 +141,7 @@ def build_sweep(data: Mapping[str, Any], *, name: str, out: str | Path | None = 
     if not isinstance(population, bool):
         raise ConfigError(f"population = {population!r}: expected true or false")
     smoke_table = dict(data.get("smoke", {})) if smoke else {}
-    seeds = smoke_table.pop("seeds", data.get("seeds", [0]))
-    if not isinstance(seeds, list) or not seeds or not all(
-            isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds):
-        raise ConfigError(f"seeds = {seeds!r}: expected a non-empty list of integers >= 0")
-    repeated = sorted({s for s in seeds if seeds.count(s) > 1})
-    if repeated:
-        raise ConfigError(f"seeds = {seeds!r} lists seed {repeated[0]} more than once; give "
-                          "each seed once")
+    seeds = _check_seeds(smoke_table.pop("seeds", data.get("seeds", [0])), "seeds")
     base = data.get("base", {})
     grid = data.get("grid", {})
     if not isinstance(base, Mapping) or not isinstance(grid, Mapping):
@@ -171,9 +166,12 @@ def build_sweep(data: Mapping[str, Any], *, name: str, out: str | Path | None = 
     for arm in arms:
         arm = _flatten(arm)
         arm_name = str(arm.pop("name", base.get("experiment", {}).get("arm", "") or "run"))
+        arm_seeds = arm.pop("seeds", None)
+        arm_seeds = (seeds if arm_seeds is None or smoke
+                     else _check_seeds(arm_seeds, f"arm {arm_name!r}: seeds"))
         for point in itertools.product(*grid.values()):
             grid_point = dict(zip(grid, point, strict=True))
-            for seed in seeds:
+            for seed in arm_seeds:
                 parts = [arm_name] + [f"{k.split('.')[-1]}={_slug(v)}" for k, v in grid_point.items()]
                 run_name = _slug("-".join(parts)) + f"-seed{seed}"
                 if run_name in names:
@@ -195,6 +193,17 @@ def build_sweep(data: Mapping[str, Any], *, name: str, out: str | Path | None = 
         raise ConfigError(f"[report] / [[hypotheses]] name the arm {unknown[0]!r}, which this "
                           f"sweep does not have; its arms: {', '.join(sorted(arm_names))}")
     return Sweep(name, directory, runs, source, population)
+
+
+def _check_seeds(seeds: Any, where: str) -> list[int]:
+    if not isinstance(seeds, list) or not seeds or not all(
+            isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds):
+        raise ConfigError(f"{where} = {seeds!r}: expected a non-empty list of integers >= 0")
+    repeated = sorted({s for s in seeds if seeds.count(s) > 1})
+    if repeated:
+        raise ConfigError(f"{where} = {seeds!r} lists seed {repeated[0]} more than once; give "
+                          "each seed once")
+    return seeds
 
 
 def load_sweep(path: str | Path, *, out: str | Path | None = None, smoke: bool = False,

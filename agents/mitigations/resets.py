@@ -73,27 +73,52 @@ def reset_layers(
                 reset_adam_state(optimizer, param)
 
 
+def _normalise_networks(method: str, networks: Any) -> str | tuple[str, ...]:
+    if networks == "all":
+        return networks
+    names = [networks] if isinstance(networks, str) else networks
+    if isinstance(names, (list, tuple)) and names and all(isinstance(n, str) for n in names):
+        return tuple(dict.fromkeys(names))
+    raise AgentError(
+        f"mitigation {method!r}: invalid networks={networks!r}; valid: 'all' or a list of the "
+        "agent's network names such as ['actor'] (PPO: actor, critic; DQN: q)"
+    )
+
+
 @dataclass
 class _LayerReset(Mitigation):
     which: Any = "head"
     reset_optimizer: bool = True
+    networks: Any = "all"
 
     def __post_init__(self) -> None:
         self.which = _normalise_which(self.name, self.which)
+        self.networks = _normalise_networks(self.name, self.networks)
         check_option(self.name, "reset_optimizer", self.reset_optimizer, (True, False))
         self.generator: torch.Generator | None = None
+
+    def _networks(self, agent: Any) -> dict[str, MLP]:
+        """The agent's networks this reset acts on (unknown names raise)."""
+        nets = agent_networks(self.name, agent)
+        if self.networks == "all":
+            return nets
+        for name in self.networks:
+            if name not in nets:
+                raise AgentError(f"mitigation {self.name!r}: the agent has no network {name!r}; "
+                                 "its networks: " + ", ".join(nets))
+        return {name: nets[name] for name in self.networks}
 
     def attach(self, agent: Any) -> None:
         if self.generator is None:
             self.generator = make_generator(agent, self.name)
-        for net_name, net in agent_networks(self.name, agent).items():
+        for net_name, net in self._networks(agent).items():
             chosen_layers(self.name, net_name, net, self.which)
 
     def reset(self, agent: Any) -> None:
-        """Reset the chosen layers of every network now."""
+        """Reset the chosen layers of the chosen networks now."""
         assert self.generator is not None, "attach() first"
         optimizer = agent.optimizer if self.reset_optimizer else None
-        for net_name, net in agent_networks(self.name, agent).items():
+        for net_name, net in self._networks(agent).items():
             reset_layers(self.name, net_name, net, self.which, self.generator, optimizer)
 
     def _generator_state(self) -> dict[str, Any]:
@@ -123,6 +148,8 @@ class Reset(_LayerReset):
             (``"hidden.i"``, ``"head"``), applied to each network (PPO: actor and critic).
         reset_optimizer: also reset the reset layers' Adam moments and step counts (default
             True: stale moments would immediately push the fresh weights).
+        networks: "all" (default) or the agent's networks to reset, e.g. ``["actor"]`` (the
+            policy only) or ``["critic"]`` (the value network only).
     """
 
     every_steps: int = 100_000
@@ -165,6 +192,7 @@ class ResetOnSwitch(_LayerReset):
         which: "head" (default), "all" or a list of layer names, as for ``reset``.
         reset_optimizer: also reset those layers' Adam moments and step counts (default
             False; the whole optimiser can be reset with ``ShiftPolicy(optimizer="reset")``).
+        networks: "all" (default) or a list of network names, as for ``reset``.
     """
 
     reset_optimizer: bool = False

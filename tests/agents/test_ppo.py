@@ -248,8 +248,31 @@ def test_hooks_order_and_oracle_knobs():
     agent.on_task_switch(ShiftPolicy(reinitialize=True))
     assert not params_equal(actor, agent.actor) and len(agent.optimizer.state) == 0
     assert rec.calls[-2:] == ["attach", "switch"]
-    with pytest.raises(AgentError, match="shift.exploration = 'rewarm': PPO has no exploration.*'keep'"):
-        agent.on_task_switch(ShiftPolicy(exploration="rewarm"))
+    with pytest.raises(AgentError, match="shift.buffer = 'flush': PPO has no buffer.*'keep'"):
+        agent.on_task_switch(ShiftPolicy(buffer="flush"))
+
+
+def test_entropy_rewarm_raises_the_bonus_at_a_switch_and_decays_it_back():
+    """shift.exploration = "rewarm": ent_coef jumps to rewarm_ent_coef at the switch and
+    decays linearly to ent_coef over rewarm_steps; the policy's entropy rises after it
+    (against the same agent switched without the re-warm), and a checkpoint keeps it."""
+    cfg = dict(seed=2, ent_coef=0.0, rewarm_ent_coef=5.0, rewarm_steps=2048)
+    a, b = make_agent(cartpole_vec(4), **cfg), make_agent(cartpole_vec(4), **cfg)
+    ra, rb = a.learn(cartpole_vec(4), 4096), b.learn(cartpole_vec(4), 4096)
+    ra.metrics.pop("charts/sps"), rb.metrics.pop("charts/sps")
+    assert ra.metrics["charts/ent_coef"] == 0.0 and ra.metrics == rb.metrics
+    a.on_task_switch(ShiftPolicy(exploration="rewarm"))
+    b.on_task_switch(ShiftPolicy())
+    assert a.entropy_coef() == 5.0 and b.entropy_coef() == 0.0
+    state = a.state_dict()
+    ra, rb = a.learn(cartpole_vec(4), 5120), b.learn(cartpole_vec(4), 5120)
+    assert a.entropy_coef() == pytest.approx(5.0 * (1 - 1024 / 2048))
+    assert ra.metrics["losses/entropy"] > rb.metrics["losses/entropy"] + 0.01
+    c = make_agent(cartpole_vec(4), **cfg)
+    c.load_state_dict(state)
+    assert c.entropy_coef() == 5.0
+    a.learn(cartpole_vec(4), 8192)
+    assert a.entropy_coef() == 0.0  # back to ent_coef after rewarm_steps
 
 
 def test_checkpoint_resume_is_identical_to_continuing():

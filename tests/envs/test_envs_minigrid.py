@@ -236,3 +236,29 @@ def test_optimal_action_values_are_the_returns_of_the_greedy_walk(stream, kwargs
     assert term and r == pytest.approx(1 - 0.9 * n / room.max_steps)
     assert start_q.max() == pytest.approx(gamma ** (n - 1) * r, rel=1e-5)
     assert (exact["action_values"] > 0).all() and (exact["action_values"] < 1).all()
+
+
+@pytest.mark.parametrize("obs", ["image", "flat"])
+def test_cached_views_equal_minigrid_rendering_through_goal_and_gap_moves(obs):
+    """The view cache returns exactly what MiniGrid renders, pose by pose, while the goal
+    and the wall gap move mid-episode (including a gap moved while the agent stands in the
+    wall column, which leaves that cell open until the next reset)."""
+    from minigrid.minigrid_env import MiniGridEnv
+
+    room = RoomEnv(size=8, goal=(6, 6), goal_visible=True, gap=3, obs=obs, max_steps=40)
+    rng = np.random.default_rng(0)
+    room.reset(seed=0)
+    seen_hole = False
+    for t in range(3000):
+        if t % 97 == 0:
+            room.set_goal(room.goal_cells()[rng.integers(len(room.goal_cells()))])
+        if t % 31 == 0 or tuple(room.agent_pos)[0] == room.wall_x and rng.random() < 0.5:
+            room.set_gap(int(rng.integers(1, room.height - 1)))
+            seen_hole |= room._hole is not None
+        o, _, term, trunc, _ = room.step(int(rng.integers(3)))
+        image = MiniGridEnv.gen_obs(room)["image"]
+        expected = image if obs == "image" else image.reshape(-1).astype(np.float32)
+        assert np.array_equal(o, expected), t
+        if term or trunc:
+            room.reset()
+    assert seen_hole and len(room._views) > 50

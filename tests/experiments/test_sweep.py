@@ -38,6 +38,23 @@ def test_expansion_is_arms_times_grid_times_seeds(tmp_path):
     assert all(r.run_dir.parent == tmp_path / "runs" for r in sweep.runs)
 
 
+def test_an_arm_may_name_its_own_seeds(tmp_path):
+    """An arm's ``seeds`` replaces the sweep's for that arm (10 seeds for key arms, 5 for
+    the rest); --smoke gives every arm the smoke seeds; bad arm seeds are refused."""
+    data = sweep_data()
+    data["seeds"] = [0, 1]
+    data["arms"] = [{"name": "continual", "seeds": [0, 1, 2, 3]}, {"name": "l2"}]
+    data["smoke"] = {"seeds": [7]}
+    names = sorted(r.name for r in build_sweep(data, name="t", out=tmp_path).runs)
+    assert names == ["continual-seed0", "continual-seed1", "continual-seed2", "continual-seed3",
+                     "l2-seed0", "l2-seed1"]
+    smoke = build_sweep(data, name="t", out=tmp_path, smoke=True).runs
+    assert sorted(r.name for r in smoke) == ["continual-seed7", "l2-seed7"]
+    data["arms"][0]["seeds"] = [1, 1]
+    with pytest.raises(ConfigError, match="arm 'continual': seeds = \\[1, 1\\] lists seed 1 more than once"):
+        build_sweep(data, name="t", out=tmp_path)
+
+
 def test_a_bad_member_is_refused_before_anything_runs(tmp_path):
     data = sweep_data(**{"agent.learning_rate": [1e-3, "fast"]})
     with pytest.raises(ConfigError, match="learning_rate=fast-seed0.*expected a number"):

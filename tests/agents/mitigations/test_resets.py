@@ -1,12 +1,13 @@
 from __future__ import annotations
 
+import copy
 import math
 
 import pytest
 import torch
 from scipy import stats
 
-from agents.base import AgentError
+from agents.base import AgentError, ShiftPolicy
 from agents.mitigations import Reset, ResetOnSwitch
 from tests.agents.mitigations.mitigation_fakes import FakeAgent as make_agent
 from tests.agents.mitigations.mitigation_fakes import FakeConfig as fake_config
@@ -98,6 +99,33 @@ def test_reset_on_switch_is_an_oracle_acting_only_on_switch():
     assert agent.nets["q"].head.weight.abs().max() <= 0.25
     # default: moments kept (the ShiftPolicy resets the whole optimiser if asked)
     assert torch.equal(agent.optimizer.state[agent.nets["q"].head.weight]["exp_avg"], state_before)
+
+
+def test_reset_on_switch_of_one_network_leaves_the_others():
+    """networks = ["actor"] resets the policy head only (the PPO policy-head oracle arm)."""
+    from agents import PPO, PPOConfig
+    from tests.agents.conftest import cartpole_vec
+
+    envs = cartpole_vec(2)
+    agent = PPO(envs.single_observation_space, envs.single_action_space,
+                PPOConfig(total_steps=10_000, num_envs=2, actor_head_gain=1.0),
+                [ResetOnSwitch(networks=["actor"])])
+    agent.learn(envs, 512)
+    with torch.no_grad():
+        for net in (agent.actor, agent.critic):
+            net.head.weight.add_(3.0)
+    critic, actor_hidden = copy.deepcopy(agent.critic), copy.deepcopy(agent.actor.hidden)
+    agent.on_task_switch(ShiftPolicy())
+    assert agent.actor.head.weight.abs().max() < 3.0
+    assert all(torch.equal(p, q) for p, q in zip(critic.parameters(), agent.critic.parameters(),
+                                                  strict=True))
+    assert all(torch.equal(p, q) for p, q in zip(actor_hidden.parameters(),
+                                                  agent.actor.hidden.parameters(), strict=True))
+    with pytest.raises(AgentError, match="no network 'policy'.*actor, critic"):
+        PPO(envs.single_observation_space, envs.single_action_space,
+            PPOConfig(total_steps=10_000, num_envs=2), [ResetOnSwitch(networks=["policy"])])
+    with pytest.raises(AgentError, match="invalid networks=3"):
+        ResetOnSwitch(networks=3)
 
 
 def test_reset_state_round_trip():
