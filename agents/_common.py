@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 from gymnasium import spaces
-from torch import nn
+from torch import Tensor, nn
 
 from agents.base import AgentError, DivergenceError, Mitigation, check_choice
 from agents.networks import ACTIVATIONS, INITS
@@ -62,6 +62,21 @@ def observation_spec(space: spaces.Space) -> tuple[tuple[int, ...], np.dtype, in
             "dict observations with minigrid.wrappers.ImgObsWrapper or a flat-observation wrapper)"
         )
     return tuple(space.shape), space.dtype, int(np.prod(space.shape, dtype=np.int64))
+
+
+# ---------------------------------------------------------------------------------- device
+
+
+def to_device(array: np.ndarray | Tensor, device: torch.device,
+              dtype: torch.dtype | None = None) -> Tensor:
+    """``array`` as a tensor on ``device`` (and ``dtype``, if given): the one numpy -> torch
+    crossing of the agents (never torch's default device: host data starts on the host).
+
+    On the CPU it shares memory with a numpy array of that dtype (no copy), as
+    ``torch.from_numpy`` does, so CPU runs are unchanged; elsewhere it is one copy to the
+    device."""
+    tensor = array if isinstance(array, Tensor) else torch.from_numpy(np.asarray(array))
+    return tensor.to(device=device, dtype=dtype)
 
 
 # ------------------------------------------------------------------------- mitigation hooks

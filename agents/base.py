@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import numbers
+import re
 import types
 import typing
 from collections.abc import Callable, Mapping
@@ -46,6 +47,20 @@ def check_choice(kind: str, value: Any, choices: Sequence[Any]) -> None:
     """Raise :class:`AgentError` unless ``value`` is one of ``choices``."""
     if value not in choices:
         raise AgentError(f"unknown {kind} {value!r}; valid choices: {', '.join(map(repr, choices))}")
+
+
+#: What a ``device`` setting may name (``cuda:N``: the N-th GPU).
+DEVICE_CHOICES = ("cpu", "cuda", "cuda:N")
+
+
+def parse_device(value: Any, key: str = "device") -> torch.device:
+    """``"cpu"``, ``"cuda"`` or ``"cuda:N"`` as a :class:`torch.device`; anything else raises
+    :class:`AgentError` naming ``key``, the value and the valid choices. Whether the device
+    exists on this machine is not checked here (``experiments.resolve`` does, for runs)."""
+    if isinstance(value, str) and re.fullmatch(r"cpu|cuda(:\d+)?", value):
+        return torch.device(value)
+    raise AgentError(f"{key} = {value!r} is not a valid device; valid choices: "
+                     + ", ".join(map(repr, DEVICE_CHOICES)))
 
 
 def _matches(value: Any, tp: Any) -> bool:

@@ -191,21 +191,14 @@ class StackedMLP:
     def numpy_forward(self, obs: np.ndarray, member: int | None = None) -> np.ndarray | None:
         """Outputs for one observation per member, ``obs`` ``(K, ...)`` -> ``(K, out)`` (or
         ``(...)`` -> ``(out,)`` for one ``member``), in numpy; None where unsupported
-        (LayerNorm, activations other than ReLU/tanh: use :meth:`inference`).
+        (parameters off the CPU, LayerNorm, activations other than ReLU/tanh: use
+        :meth:`inference`).
 
         The numpy arrays are views of the stacked storage, which is only changed in place,
         so they stay current.
         """
         if self._numpy is None:
-            plan = []
-            for w, b, ln_w, _, act in self._layers:
-                fn = None if act is None else {nn.ReLU: _relu, nn.Tanh: np.tanh}.get(type(act), False)
-                if fn is False or ln_w is not None:
-                    plan = None
-                    break
-                plan.append((self.params[w].detach().numpy().transpose(0, 2, 1),
-                             self.params[b].detach().numpy()[:, None, :], fn))
-            self._numpy = [plan]
+            self._numpy = [self._numpy_plan()]
         plan = self._numpy[0]
         if plan is None:
             return None
@@ -222,6 +215,20 @@ class StackedMLP:
             if fn is not None:
                 x = fn(x)
         return x[0]
+
+    def _numpy_plan(self) -> list | None:
+        """Per layer (transposed weight, bias, activation) as numpy views of the stacked
+        storage; None where :meth:`numpy_forward` is unsupported."""
+        if self.params[0].device.type != "cpu":
+            return None
+        plan = []
+        for w, b, ln_w, _, act in self._layers:
+            fn = None if act is None else {nn.ReLU: _relu, nn.Tanh: np.tanh}.get(type(act), False)
+            if fn is False or ln_w is not None:
+                return None
+            plan.append((self.params[w].detach().numpy().transpose(0, 2, 1),
+                         self.params[b].detach().numpy()[:, None, :], fn))
+        return plan
 
     # ------------------------------------------------------------------ closed-form backward
 

@@ -24,13 +24,18 @@ _HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
 Generators = torch.Generator | Sequence[torch.Generator]
 
 
-def _draw(fn, shape: tuple[int, ...], generator: Generators, dtype: torch.dtype) -> Tensor:
-    """``fn(shape)`` from ``generator``; with one generator per member (a population, leading
-    axis of ``shape``), member k's slice is drawn from ``generator[k]`` exactly as its own run
-    would draw it."""
+def _draw(fn, shape: tuple[int, ...], generator: Generators, like: Tensor) -> Tensor:
+    """``fn(shape)`` from ``generator``, on ``like``'s device and dtype; with one generator
+    per member (a population, leading axis of ``shape``), member k's slice is drawn from
+    ``generator[k]`` exactly as its own run would draw it. The draw happens on the
+    generator's device and is then moved, so a CPU generator gives the same actions to a
+    network on any device."""
     if isinstance(generator, torch.Generator):
-        return fn(shape, generator=generator, dtype=dtype)
-    return torch.stack([fn(shape[1:], generator=g, dtype=dtype) for g in generator])
+        out = fn(shape, generator=generator, dtype=like.dtype, device=generator.device)
+    else:
+        out = torch.stack([fn(shape[1:], generator=g, dtype=like.dtype, device=g.device)
+                           for g in generator])
+    return out.to(like.device)
 
 
 class CategoricalPolicy:
@@ -43,7 +48,7 @@ class CategoricalPolicy:
         # the tiny batches of acting).
         log_probs = torch.log_softmax(logits, dim=-1)
         cdf = log_probs.exp().cumsum(-1)
-        u = _draw(torch.rand, (*logits.shape[:-1], 1), generator, logits.dtype)
+        u = _draw(torch.rand, (*logits.shape[:-1], 1), generator, logits)
         actions = (cdf < u * cdf[..., -1:]).sum(-1, keepdim=True).clamp_(max=logits.shape[-1] - 1)
         return actions.squeeze(-1), log_probs.gather(-1, actions).squeeze(-1)
 
@@ -71,7 +76,7 @@ class GaussianPolicy:
         self.log_std = log_std
 
     def sample(self, mean: Tensor, generator: Generators) -> tuple[Tensor, Tensor]:
-        noise = _draw(torch.randn, tuple(mean.shape), generator, mean.dtype)
+        noise = _draw(torch.randn, tuple(mean.shape), generator, mean)
         actions = mean + self.log_std.exp() * noise
         log_prob = (-0.5 * noise.square() - self.log_std - _HALF_LOG_2PI).sum(-1)
         return actions, log_prob

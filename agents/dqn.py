@@ -46,6 +46,7 @@ from agents.base import (
     ShiftPolicy,
     check_choice,
     check_field_types,
+    parse_device,
 )
 from agents.batched import StackedMLP
 from agents.networks import MLP
@@ -122,6 +123,9 @@ class DQNConfig:
         adam_betas / adam_eps: Adam options.
         update_phase: env steps between ``after_update`` mitigation hooks (after learning_starts).
         checkpoint_buffer: include the replay buffer in ``state_dict`` (``buffer.nbytes``).
+        device: where networks, Adam state and sampled batches live ("cpu", "cuda",
+            "cuda:N"; a run config sets it from ``experiment.device``). Replay storage and
+            the RNGs stay on the host, so a GPU run draws what a CPU run draws.
     """
 
     seed: int = 1
@@ -152,9 +156,11 @@ class DQNConfig:
     adam_eps: float = 1e-8
     update_phase: int = 1_000
     checkpoint_buffer: bool = True
+    device: str = "cpu"
 
     def __post_init__(self) -> None:
         check_field_types(type(self), self.__dict__)
+        parse_device(self.device)
         common.check_network_fields(self)
         check_choice("loss", self.loss, LOSSES)
         for name in (
@@ -220,7 +226,7 @@ class DQNMember:
         self.rng = np.random.default_rng(c.seed)
         self.torch_rng = torch.Generator().manual_seed(c.seed)
         self.q = MLP(in_dim, num_actions, c.widths, c.activation, c.layer_norm, c.init,
-                     generator=self.torch_rng)
+                     generator=self.torch_rng, device=agent.device)
         self.target_network = copy.deepcopy(self.q).requires_grad_(False)
         self.optimizer: population.MemberOptimizer | None = None  # set by the population
         self._env: gym.Env | None = None
@@ -251,8 +257,8 @@ class DQNMember:
             return int(rng.integers(self.agent.num_actions))
         q_values = self.agent._q.numpy_forward(obs, member=self.index)
         if q_values is None:
-            x = torch.as_tensor(obs, dtype=torch.float32).unsqueeze(0)
-            q_values = self.agent._q.member_inference(self.index, x)[0].numpy()
+            x = common.to_device(obs, self.agent.device, torch.float32).unsqueeze(0)
+            q_values = self.agent._q.member_inference(self.index, x)[0].cpu().numpy()
         return int(q_values.argmax())
 
     def td_loss(self, batch: Batch) -> tuple[Tensor, Tensor]:
@@ -315,7 +321,7 @@ class DQNMember:
         """Up to ``n`` distinct replay transitions, drawn with ``generator`` (not the agent's RNG)."""
         if len(self.buffer) == 0:
             raise AgentError("the replay buffer is empty: call learn() first or use collect()")
-        idx = torch.randperm(len(self.buffer), generator=generator)[:n].numpy()
+        idx = torch.randperm(len(self.buffer), generator=generator, device="cpu")[:n].numpy()
         return self.buffer.gather(idx, member=self.index)
 
     def collect(self, env: gym.Env, num_steps: int, seed: int) -> Batch:
@@ -328,7 +334,7 @@ class DQNMember:
         common.check_positive_int("num_steps", num_steps)
         rng = np.random.default_rng(seed)
         buffer = ReplayBuffer(num_steps, self.agent.obs_shape, self.buffer.obs.dtype,
-                              self.config.n_step, self.config.gamma)
+                              self.config.n_step, self.config.gamma, device=self.agent.device)
         epsilon = self.epsilon()
         obs, _ = env.reset(seed=seed)
         for _ in range(num_steps):
@@ -420,6 +426,7 @@ class DQN(population.Population):
         seeds = population.seeds_of(base.seed, seeds)
         self.obs_shape, obs_dtype, in_dim = common.observation_spec(observation_space)
         self.num_actions = int(action_space.n)
+        self.device = parse_device(base.device)
         self.members = [
             DQNMember(self, k, dataclasses.replace(base, seed=s),
                       population.member_mitigations(mitigations, k), in_dim, self.num_actions)
@@ -438,7 +445,7 @@ class DQN(population.Population):
             m.optimizer = population.MemberOptimizer(self._optimizer, self._q.params,
                                                      self._q.member_params(k), k)
         self.buffer = ReplayBuffer(c.buffer_size, self.obs_shape, obs_dtype, c.n_step, c.gamma,
-                                   members=self.k)
+                                   members=self.k, device=self.device)
         self.global_step = 0
         self.exploration_steps, self.learning_starts = self.config.schedule()
         self.exploration_origin = 0  # env step at which epsilon's decay (re)started
@@ -549,7 +556,8 @@ class DQN(population.Population):
                 m._obs, _ = env.reset(seed=m.config.seed + self.global_step)
                 m._episode_return, m._episode_length = 0.0, 0
         episodes: list[list[tuple[int, float, int]]] = [[] for _ in members]
-        sums = torch.zeros(self.k, 4, dtype=torch.float64)  # loss, Q, grad norm, closed form
+        # loss, Q, grad norm, closed form
+        sums = torch.zeros(self.k, 4, dtype=torch.float64, device=self.device)
         diverged: list[DivergenceError | None] = [None] * self.k
         updates = 0
         start_step, start_time = self.global_step, time.perf_counter()
@@ -621,7 +629,8 @@ class DQN(population.Population):
         """Each member's greedy action for its observation ``obs[k]``."""
         q_values = self._q.numpy_forward(obs)
         if q_values is None:
-            q_values = self._q.inference(torch.as_tensor(obs, dtype=torch.float32).unsqueeze(1))[:, 0].numpy()
+            x = common.to_device(obs, self.device, torch.float32).unsqueeze(1)
+            q_values = self._q.inference(x)[:, 0].cpu().numpy()
         return q_values.argmax(-1)
 
     def _check_losses(self, step: int, loss: Tensor, diverged: list) -> None:

@@ -50,25 +50,39 @@ def initialize_linear(
     ``default`` is PyTorch's ``nn.Linear`` init (kaiming-uniform(a=sqrt(5)) weights, i.e.
     U(-1/sqrt(fan_in), 1/sqrt(fan_in)), and the same bound for biases); ``orthogonal`` is
     CleanRL's PPO ``layer_init`` (orthogonal weights with ``gain``, zero bias).
-    ``generator`` makes the draw reproducible without touching the global RNG.
+    ``generator`` makes the draw reproducible without touching the global RNG; the values
+    are drawn on the generator's device and copied into ``layer`` (on any device).
     """
     check_choice("init scheme", scheme, INITS)
     with torch.no_grad():
         if scheme == "default":
             bound = 1.0 / math.sqrt(layer.in_features)
-            layer.weight.uniform_(-bound, bound, generator=generator)
+            layer.weight.copy_(_uniform(layer.weight, bound, generator))
             if layer.bias is not None:
-                layer.bias.uniform_(-bound, bound, generator=generator)
+                layer.bias.copy_(_uniform(layer.bias, bound, generator))
         else:
             _orthogonal_(layer.weight, gain, generator)
             if layer.bias is not None:
                 layer.bias.zero_()
 
 
+def _draw_device(like: Tensor, generator: torch.Generator | None) -> torch.device:
+    # Draws happen where the generator lives (a CPU generator gives a CUDA network the
+    # values it gives a CPU one); without a generator, on the tensor's own device.
+    return like.device if generator is None else generator.device
+
+
+def _uniform(like: Tensor, bound: float, generator: torch.Generator | None) -> Tensor:
+    """U(-bound, bound) of ``like``'s shape and dtype, drawn on the generator's device."""
+    out = torch.empty(like.shape, dtype=like.dtype, device=_draw_device(like, generator))
+    return out.uniform_(-bound, bound, generator=generator)
+
+
 def _orthogonal_(weight: Tensor, gain: float, generator: torch.Generator | None) -> None:
     # torch.nn.init.orthogonal_ takes a generator only in recent versions; do it by hand.
     rows, cols = weight.shape
-    flat = torch.randn(max(rows, cols), min(rows, cols), generator=generator, dtype=weight.dtype)
+    flat = torch.randn(max(rows, cols), min(rows, cols), generator=generator, dtype=weight.dtype,
+                       device=_draw_device(weight, generator))
     q, r = torch.linalg.qr(flat)
     q = q * torch.sign(torch.diagonal(r)).unsqueeze(0)
     if rows < cols:
@@ -79,10 +93,11 @@ def _orthogonal_(weight: Tensor, gain: float, generator: torch.Generator | None)
 class HiddenBlock(nn.Module):
     """``linear -> norm -> act``. ``act``'s output is the block's feature vector."""
 
-    def __init__(self, in_dim: int, width: int, activation: str, layer_norm: bool) -> None:
+    def __init__(self, in_dim: int, width: int, activation: str, layer_norm: bool,
+                 device: torch.device | None = None) -> None:
         super().__init__()
-        self.linear = nn.Linear(in_dim, width)
-        self.norm: nn.Module = nn.LayerNorm(width) if layer_norm else nn.Identity()
+        self.linear = nn.Linear(in_dim, width, device=device)
+        self.norm: nn.Module = nn.LayerNorm(width, device=device) if layer_norm else nn.Identity()
         self.act = ACTIVATIONS[activation]()
 
     def forward(self, x: Tensor) -> Tensor:
@@ -101,7 +116,9 @@ class MLP(nn.Module):
         layer_norm: LayerNorm between each hidden linear and its activation.
         init: ``default`` (PyTorch) or ``orthogonal`` (CleanRL PPO).
         hidden_gain / head_gain: orthogonal gains (ignored by ``default``).
-        generator: RNG for the initial draw (reproducible, global RNG untouched).
+        generator: RNG for the initial draw (reproducible, global RNG untouched; a CPU
+            generator initialises a network on any device to the same values).
+        device: where the parameters live (None: torch's default device).
     """
 
     def __init__(
@@ -115,6 +132,7 @@ class MLP(nn.Module):
         hidden_gain: float = math.sqrt(2),
         head_gain: float = 1.0,
         generator: torch.Generator | None = None,
+        device: torch.device | None = None,
     ) -> None:
         super().__init__()
         check_choice("activation", activation, tuple(ACTIVATIONS))
@@ -134,10 +152,10 @@ class MLP(nn.Module):
         blocks = []
         dim = in_dim
         for w in widths:
-            blocks.append(HiddenBlock(dim, w, activation, layer_norm))
+            blocks.append(HiddenBlock(dim, w, activation, layer_norm, device))
             dim = 2 * w if activation == "crelu" else w
         self.hidden = nn.ModuleList(blocks)
-        self.head = nn.Linear(dim, out_dim)
+        self.head = nn.Linear(dim, out_dim, device=device)
         self.reset_parameters(generator)
 
     def reset_parameters(self, generator: torch.Generator | None = None) -> None:

@@ -109,7 +109,8 @@ class MemberOptimizer:
     ``state[p]`` for one of the member's parameters ``p`` gives views of member k's
     ``exp_avg`` / ``exp_avg_sq`` (and the shared ``step``); ``param_groups`` are the real
     ones; ``state_dict()`` / ``load_state_dict()`` have the format of ``torch.optim.Adam``'s
-    for a run of one network, so a member's checkpoint is a single run's.
+    for a run of one network, so a member's checkpoint is a single run's, and it loads on
+    any device (each tensor is copied to where the population's Adam keeps it).
     """
 
     def __init__(self, optimizer: torch.optim.Optimizer, stacked: Sequence[Tensor],
@@ -157,9 +158,14 @@ class MemberOptimizer:
             saved = state[i] if i in state else state[str(i)]
             entry = self.optimizer.state.get(stacked)
             if not entry:
+                group = self.optimizer.param_groups[0]
+                # torch.optim.Adam keeps the step count on the parameter's device for its
+                # fused / capturable kernels, on the CPU otherwise (a checkpoint loads on CPU)
+                step_device = (stacked.device if group.get("fused") or group.get("capturable")
+                               else torch.device("cpu"))
                 entry = self.optimizer.state[stacked] = {
-                    key: saved["step"].clone() if key == "step" else torch.zeros_like(stacked)
-                    for key in saved}
+                    key: saved["step"].to(step_device, copy=True) if key == "step"
+                    else torch.zeros_like(stacked) for key in saved}
             for key, value in saved.items():
                 if key == "step":
                     entry[key].copy_(value)

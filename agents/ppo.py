@@ -53,6 +53,7 @@ from agents.base import (
     ProbeTarget,
     ShiftPolicy,
     check_field_types,
+    parse_device,
 )
 from agents.batched import StackedMLP
 from agents.distributions import CategoricalPolicy, GaussianPolicy
@@ -87,6 +88,10 @@ class PPOConfig:
         normalize_observation / normalize_reward: running normalisation (agent state).
         obs_clip / reward_clip: clipping after normalisation.
         adam_betas / adam_eps: Adam options.
+        device: where networks, Adam state and rollout tensors live ("cpu", "cuda",
+            "cuda:N"; a run config sets it from ``experiment.device``). The RNGs and the
+            rollout's storage during collection stay on the host, so a GPU run samples
+            what a CPU run samples.
     """
 
     seed: int = 1
@@ -121,9 +126,11 @@ class PPOConfig:
     reward_clip: float = 10.0
     adam_betas: tuple[float, float] = (0.9, 0.999)
     adam_eps: float = 1e-5
+    device: str = "cpu"
 
     def __post_init__(self) -> None:
         check_field_types(type(self), self.__dict__)
+        parse_device(self.device)
         common.check_network_fields(self)
         for name in ("num_envs", "num_steps", "total_steps", "num_minibatches", "update_epochs",
                      "rewarm_steps"):
@@ -205,14 +212,16 @@ class PPOMember:
         c = self.config
         self.rng = np.random.default_rng(c.seed)
         self.torch_rng = torch.Generator().manual_seed(c.seed)
-        net = dict(widths=c.widths, activation=c.activation, layer_norm=c.layer_norm, init=c.init)
+        net = dict(widths=c.widths, activation=c.activation, layer_norm=c.layer_norm, init=c.init,
+                   device=agent.device)
         self.actor = MLP(
             in_dim, out_dim, **net, head_gain=c.actor_head_gain, generator=self.torch_rng
         )
         self.critic = MLP(in_dim, 1, **net, head_gain=c.critic_head_gain, generator=self.torch_rng)
         if isinstance(agent.action_space, spaces.Box):
             # Registered on the actor so probes, checkpoints and the optimiser include it.
-            self.actor.log_std = nn.Parameter(torch.full((out_dim,), float(c.init_log_std)))
+            self.actor.log_std = nn.Parameter(torch.full((out_dim,), float(c.init_log_std),
+                                                         device=agent.device))
         self.obs_normalizer = (
             ObservationNormalizer(agent.obs_shape, c.obs_clip) if c.normalize_observation else None
         )
@@ -372,7 +381,8 @@ class PPOMember:
         return (lambda: self.critic(batch["obs"])), output_loss
 
     def _observe(self, obs: Tensor) -> Tensor:
-        return torch.from_numpy(self._normalize_obs(obs.numpy(), update=False))
+        return common.to_device(self._normalize_obs(obs.cpu().numpy(), update=False),
+                                self.agent.device)
 
     def fixed_policy_loss(self, batch: Batch) -> Tensor:
         """``mean_s KL(pi_theta0(.|s) || pi_theta(.|s))`` on the fixed states, theta0 = the
@@ -396,7 +406,8 @@ class PPOMember:
         """Up to ``n`` distinct samples of the last rollout, drawn with ``generator``."""
         if self.last_rollout is None:
             raise AgentError("no rollout yet: call learn() first or use collect()")
-        idx = torch.randperm(len(self.last_rollout["obs"]), generator=generator)[:n]
+        idx = torch.randperm(len(self.last_rollout["obs"]), generator=generator, device="cpu")[:n]
+        idx = idx.to(self.agent.device)
         return {k: v[idx] for k, v in self.last_rollout.items()}
 
     def collect(self, envs: VectorEnv, num_steps: int, seed: int) -> Batch:
@@ -457,7 +468,9 @@ class PPOMember:
             self.obs_normalizer.rms.load_state_dict(state["obs_normalizer"])
         if self.reward_normalizer is not None:
             self.reward_normalizer.rms.load_state_dict(state["reward_normalizer"])
-        self.last_rollout = copy.deepcopy(state["last_rollout"])
+        rollout = copy.deepcopy(state["last_rollout"])  # a checkpoint's tensors: on any device
+        self.last_rollout = (None if rollout is None
+                             else {k: v.to(self.agent.device) for k, v in rollout.items()})
         common.load_mitigation_states(self.mitigations, state["mitigations"])
         self._env, self._state = None, None
         episode = state.get("episode")
@@ -509,6 +522,7 @@ class PPO(population.Population):
                 f"PPO cannot act in {action_space}; valid: Discrete or a 1-D Box action space"
             )
         self.action_space = action_space
+        self.device = parse_device(base.device)
         self.continuous = isinstance(action_space, spaces.Box)
         if self.continuous:
             self._low, self._high = action_space.low, action_space.high
@@ -575,11 +589,11 @@ class PPO(population.Population):
             if env is not m._env:
                 m._env, m._state = env, m._reset(env, m.config.seed + self.global_step)
         episodes: list[list[tuple[int, float, int]]] = [[] for _ in members]
-        sums = torch.zeros(self.k, len(_STATS), dtype=torch.float64)
+        sums = torch.zeros(self.k, len(_STATS), dtype=torch.float64, device=self.device)
         explained = np.zeros(self.k)
         diverged: list[DivergenceError | None] = [None] * self.k
         updates = rollouts = 0
-        rows = torch.arange(self.k)[:, None]
+        rows = torch.arange(self.k, device=self.device)[:, None]
         start_step, start_time = self.global_step, time.perf_counter()
         while self.global_step < until:
             if c.anneal_lr:
@@ -600,11 +614,11 @@ class PPO(population.Population):
                     lengths = [len(p) for p in parts]
                     width = max(lengths)
                     idx = np.zeros((self.k, width), dtype=np.int64)
-                    mask = torch.zeros(self.k, width)
+                    real = np.zeros((self.k, width), dtype=np.float32)
                     for k, p in enumerate(parts):
                         idx[k, : len(p)] = p
-                        mask[k, : len(p)] = 1.0
-                    index = torch.from_numpy(idx)
+                        real[k, : len(p)] = 1.0
+                    index, mask = common.to_device(idx, self.device), common.to_device(real, self.device)
                     minibatch = {key: v[rows, index] for key, v in batch.items()}
                     loss, stats = self._losses(minibatch, mask, lengths)
                     self._check_loss(loss, diverged)
@@ -641,7 +655,7 @@ class PPO(population.Population):
         member's own rows, as :meth:`PPOMember.policy_loss` + ``value_loss`` compute them),
         and the per-member diagnostics in the order of :data:`_STATS` (without grad norm)."""
         c = self.config
-        count = torch.tensor(lengths, dtype=mask.dtype)
+        count = torch.tensor(lengths, dtype=mask.dtype, device=mask.device)
         new_logprob, entropy = self._policy().log_prob_entropy(
             self._actor.forward(mb["obs"], lengths), mb["actions"])
         log_ratio = new_logprob - mb["logprobs"]
@@ -756,11 +770,11 @@ class PPO(population.Population):
             for i, s in enumerate(states):
                 valid[t, i] = ~s.resetting
             with torch.inference_mode():
-                x = torch.from_numpy(next_obs)
+                x = common.to_device(next_obs, self.device)
                 action, logprob = policy.sample(self._forward(self._actor, x, ks), generators)
-                values[t] = self._forward(self._critic, x, ks).squeeze(-1).numpy()
-            env_actions = actions[t] = action.numpy()
-            logprobs[t] = logprob.numpy()
+                values[t] = self._forward(self._critic, x, ks).squeeze(-1).cpu().numpy()
+            env_actions = actions[t] = action.cpu().numpy()
+            logprobs[t] = logprob.cpu().numpy()
             if self.continuous:
                 env_actions = np.clip(env_actions, self._low, self._high)
             if train:
@@ -777,13 +791,13 @@ class PPO(population.Population):
                     for j in np.flatnonzero(trunc & ~term):
                         final = m._normalize_obs(info["final_obs"][j][None], update=False)
                         final_values[(t, i, j)] = self._critic.member_inference(
-                            ks[i], torch.from_numpy(final)).item()
+                            ks[i], common.to_device(final, self.device)).item()
                 s.obs = raw_obs
                 s.resetting = np.zeros(n, dtype=bool) if same_step else done
                 next_obs[i] = m._normalize_obs(raw_obs, update=train)
         with torch.inference_mode():
-            values[num_steps] = self._forward(self._critic, torch.from_numpy(next_obs),
-                                              ks).squeeze(-1).numpy()
+            values[num_steps] = self._forward(self._critic, common.to_device(next_obs, self.device),
+                                              ks).squeeze(-1).cpu().numpy()
 
         # GAE. next_values[t] is V of the state after step t: in NEXT_STEP mode obs[t+1] is
         # the final observation of an ended episode, so truncation bootstraps from it.
@@ -808,7 +822,7 @@ class PPO(population.Population):
             padded = np.zeros((m_count, width, *array.shape[3:]), dtype=array.dtype)
             for i in range(m_count):
                 padded[i, : counts[i]] = array[:, i].reshape(-1, *array.shape[3:])[keep[i]]
-            out[key] = torch.from_numpy(padded)
+            out[key] = common.to_device(padded, self.device)
         return out, counts
 
     # ------------------------------------------------------------------ oracle and state

@@ -21,6 +21,9 @@ A population of ``members`` runs keeps their buffers in one set of arrays with a
 member axis: member k's buffer is row k. Members add a transition each at every step, so
 they share the write position and size; :meth:`ReplayBuffer.sample` draws each member's
 indices with that member's generator and gathers all members at once.
+
+Storage stays in host memory whatever the agent's device; a drawn batch is moved to
+``device`` once, as it leaves :meth:`ReplayBuffer.gather`.
 """
 
 from __future__ import annotations
@@ -31,12 +34,14 @@ from typing import Any
 import numpy as np
 import torch
 
+from agents._common import to_device
 from agents.base import AgentError, Batch
 
 
 class ReplayBuffer:
     """Ring buffer of ``capacity`` transitions ``(s, a, r, s', terminated, truncated)`` for
-    each of ``members`` runs (arrays ``(members, capacity, ...)``)."""
+    each of ``members`` runs (arrays ``(members, capacity, ...)``); batches come out on
+    ``device``."""
 
     def __init__(
         self,
@@ -46,6 +51,7 @@ class ReplayBuffer:
         n_step: int = 1,
         gamma: float = 0.99,
         members: int = 1,
+        device: torch.device | str = "cpu",
     ) -> None:
         if capacity <= 0:
             raise AgentError(f"replay capacity must be a positive integer, got {capacity!r}")
@@ -55,6 +61,7 @@ class ReplayBuffer:
         self.n_step = int(n_step)
         self.gamma = float(gamma)
         self.members = int(members)
+        self.device = torch.device(device)
         shape = (self.members, self.capacity)
         self.obs = np.zeros((*shape, *obs_shape), dtype=obs_dtype)
         self.next_obs = np.zeros((*shape, *obs_shape), dtype=obs_dtype)
@@ -151,13 +158,16 @@ class ReplayBuffer:
             rewards = (flat["rewards"][window_flat] * self._powers[: self.n_step] * include).sum(axis=-1)
             last = np.take_along_axis(window, (k - 1)[..., None], axis=-1)[..., 0]
             discounts = self._powers[k] * ~flat["terminated"][base + last]
-        return {
-            "obs": torch.from_numpy(flat["obs"][base + idx]).float(),
-            "actions": torch.from_numpy(flat["actions"][base + idx]),
-            "rewards": torch.from_numpy(np.asarray(rewards, dtype=np.float32)),
-            "next_obs": torch.from_numpy(flat["next_obs"][base + last]).float(),
-            "discounts": torch.from_numpy(np.asarray(discounts, dtype=np.float32)),
+        batch = {
+            "obs": flat["obs"][base + idx],
+            "actions": flat["actions"][base + idx],
+            "rewards": np.asarray(rewards, dtype=np.float32),
+            "next_obs": flat["next_obs"][base + last],
+            "discounts": np.asarray(discounts, dtype=np.float32),
         }
+        out = {k: to_device(v, self.device) for k, v in batch.items()}
+        out["obs"], out["next_obs"] = out["obs"].float(), out["next_obs"].float()
+        return out
 
     def state_dict(self, member: int = 0) -> dict[str, Any]:
         """Member ``member``'s buffer, in the format of a single run's."""

@@ -15,7 +15,12 @@ by the matmul FLOPs of one member-env-step (DQN: online and target forward passe
 batch and the backward, 4x the forward's ``2 B sum(fan_in * fan_out)`` per update, plus
 acting).
 
+``--device cuda`` runs the same comparison with the agents on a GPU (networks, Adam and
+batches there; envs, replay storage and RNGs on the host) and the limit is that device's
+batched-matmul throughput; every timing waits for the device to finish first.
+
     python benchmarks/population.py [--algo dqn ppo] [--ks 1 4 8 16] [--steps 2000] [--repeats 3]
+                                    [--device cpu|cuda|cuda:N]
 """
 
 from __future__ import annotations
@@ -31,7 +36,8 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import envs  # noqa: E402
-from agents import DQN, PPO, DQNConfig, PPOConfig  # noqa: E402
+from agents import DQN, PPO, AgentError, DQNConfig, PPOConfig  # noqa: E402
+from agents.base import parse_device  # noqa: E402
 
 STREAM = "plasticity/MiniGridHiddenGoal-v0"
 PERIOD = 15_000
@@ -42,37 +48,44 @@ PPO_S1 = dict(num_envs=4, num_steps=128, num_minibatches=4, update_epochs=4, wid
               total_steps=360_000)
 
 
-def dqn_rate(k: int, steps: int) -> float:
+def _clock(device: str) -> float:
+    """``time.perf_counter()`` once the device has finished the work queued on it."""
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter()
+
+
+def dqn_rate(k: int, steps: int, device: str = "cpu") -> float:
     """Member-env-steps/s of a population of ``k`` (timed after the warm-up)."""
     env_list = [envs.make(STREAM, seed=s, period=PERIOD) for s in range(k)]
     agent = DQN(env_list[0].observation_space, env_list[0].action_space,
-                DQNConfig(**DQN_S2, seed=0), seeds=range(k))
+                DQNConfig(**DQN_S2, seed=0, device=device), seeds=range(k))
     warm = DQN_S2["learning_starts"] + 200
     agent.learn(env_list if k > 1 else env_list[0], warm)
-    start = time.perf_counter()
+    start = _clock(device)
     agent.learn(env_list if k > 1 else env_list[0], warm + steps)
-    return k * steps / (time.perf_counter() - start)
+    return k * steps / (_clock(device) - start)
 
 
-def ppo_rate(k: int, steps: int) -> float:
+def ppo_rate(k: int, steps: int, device: str = "cpu") -> float:
     vecs = [envs.make_vector(STREAM, PPO_S1["num_envs"], seed=s, period=PERIOD) for s in range(k)]
     agent = PPO(vecs[0].single_observation_space, vecs[0].single_action_space,
-                PPOConfig(**PPO_S1, seed=0), seeds=range(k))
+                PPOConfig(**PPO_S1, seed=0, device=device), seeds=range(k))
     rollout = PPO_S1["num_envs"] * PPO_S1["num_steps"]
     agent.learn(vecs if k > 1 else vecs[0], rollout)
-    start_step, start = agent.global_step, time.perf_counter()
+    start_step, start = agent.global_step, _clock(device)
     agent.learn(vecs if k > 1 else vecs[0], rollout + steps)
-    return k * (agent.global_step - start_step) / (time.perf_counter() - start)
+    return k * (agent.global_step - start_step) / (_clock(device) - start)
 
 
-def matmul_gflops() -> float:
-    a, b = torch.randn(16, 128, 128), torch.randn(16, 128, 128)
+def matmul_gflops(device: str = "cpu") -> float:
+    a, b = torch.randn(16, 128, 128, device=device), torch.randn(16, 128, 128, device=device)
     best = float("inf")
     for _ in range(20):
-        start = time.perf_counter()
+        start = _clock(device)
         for _ in range(10):
             torch.bmm(a, b)
-        best = min(best, (time.perf_counter() - start) / 10)
+        best = min(best, (_clock(device) - start) / 10)
     return 2 * 16 * 128**3 / best / 1e9
 
 
@@ -98,11 +111,20 @@ def main() -> None:
     parser.add_argument("--ks", nargs="+", type=int, default=[1, 4, 8, 16])
     parser.add_argument("--steps", type=int, default=2000, help="env steps per member timed")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--device", default="cpu", help="the agents' device: cpu, cuda, cuda:N")
     args = parser.parse_args()
+    try:
+        kind = parse_device(args.device, "--device").type
+    except AgentError as exc:
+        parser.error(str(exc))
+    if kind == "cuda" and not torch.cuda.is_available():
+        parser.error(f"--device {args.device!r}: this torch build/machine has no CUDA device; "
+                     "valid here: 'cpu'")
     torch.set_num_threads(1)
-    print(f"load average {os.getloadavg()[0]:.2f} at start", flush=True)
-    gflops = matmul_gflops()
-    print(f"fp32 batched matmul throughput of this core: {gflops:.1f} GFLOP/s", flush=True)
+    print(f"load average {os.getloadavg()[0]:.2f} at start; agents on {args.device}", flush=True)
+    gflops = matmul_gflops(args.device)
+    where = "this core" if kind == "cpu" else args.device
+    print(f"fp32 batched matmul throughput of {where}: {gflops:.1f} GFLOP/s", flush=True)
     rate_of = {"dqn": dqn_rate, "ppo": ppo_rate}
     flops = {"dqn": dqn_flops_per_step(), "ppo": ppo_flops_per_step()}
     for algo in args.algo:
@@ -111,10 +133,10 @@ def main() -> None:
         rates: dict[int, list[float]] = {k: [] for k in args.ks}
         singles: list[float] = []
         for _ in range(args.repeats):
-            single = rate_of[algo](1, args.steps)
+            single = rate_of[algo](1, args.steps, args.device)
             singles.append(single)
             for k in args.ks:
-                rate = single if k == 1 else rate_of[algo](k, args.steps)
+                rate = single if k == 1 else rate_of[algo](k, args.steps, args.device)
                 rates[k].append(rate)
                 ratios[k].append(rate / single)
                 print(f"{algo.upper()} K={k:2d}  {rate:8.0f} member-env-steps/s   single run "

@@ -4,8 +4,8 @@ A run config is a TOML file with the tables below (every key optional; the ``[ba
 of ``experiments/defaults/default.toml`` is an example, and every run directory's
 ``config.toml`` is a complete one):
 
-``[experiment]`` name, arm, seed, steps, reference, torch_threads, out, checkpoint_every,
-log_every -- ``[env]`` id, period, num_envs, kwargs -- ``[agent]`` algo plus the fields of
+``[experiment]`` name, arm, seed, steps, reference, torch_threads, device, out,
+checkpoint_every, log_every, divergence_factor, imports -- ``[env]`` id, period, num_envs, kwargs -- ``[agent]`` algo plus the fields of
 the chosen agent's own dataclass (``agents.dqn.DQNConfig`` / ``agents.ppo.PPOConfig``; they
 are not duplicated here) -- ``[mitigations]`` names, options -- ``[probes]`` metrics, pre,
 init, cadence, batch_size, init_rollout_steps, slq_every_n_shifts, slq_phases, networks,
@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from agents.base import AgentError, ShiftPolicy
+from agents.base import AgentError, ShiftPolicy, parse_device
 from experiments.errors import ConfigError
 from experiments.tomlio import dumps_toml, load_toml, loads_toml, parse_value
 
@@ -58,7 +58,8 @@ REFERENCES = ("continual", "fresh", "stationary")
 #: ``agent.algo`` -> (module, config class, agent class).
 AGENTS = {"dqn": ("agents.dqn", "DQNConfig", "DQN"), "ppo": ("agents.ppo", "PPOConfig", "PPO")}
 #: Agent-config fields the runner sets itself (from the key named), never from ``[agent]``.
-RUNNER_OWNED = {"seed": "experiment.seed", "num_envs": "env.num_envs"}
+RUNNER_OWNED = {"seed": "experiment.seed", "num_envs": "env.num_envs",
+                "device": "experiment.device"}
 PROGRESS = ("auto", "bar", "lines", "off")
 #: Probe phases (docs/architecture.md): before a switch, at the new task's start, the fresh
 #: reference's trained network on the new task before re-initialisation, and cadence probes.
@@ -78,6 +79,12 @@ class ExperimentConfig:
             every shift: the full-plasticity reference) or ``"stationary"`` (same stream,
             never shifts: the instability control).
         torch_threads: ``torch.set_num_threads`` for this run (1: runs scale by processes).
+        device: where the agent's tensors live: ``"cpu"`` (the default), ``"cuda"`` or
+            ``"cuda:N"``. Networks, Adam state, replay batches, rollouts and probes follow
+            it; envs, replay storage and every RNG stay on the host, so a CUDA run draws the
+            same actions and batches as a CPU run (its numbers still differ in the last
+            bits: CUDA kernels round differently). A CUDA device on a machine without one
+            is refused when the config is resolved.
         out: run directory; ``{name}``, ``{arm}``, ``{seed}``, ``{reference}`` are filled in.
         checkpoint_every: env steps between checkpoints (0: only at the end).
         log_every: env steps between ``metrics.jsonl`` rows.
@@ -96,6 +103,7 @@ class ExperimentConfig:
     steps: int = 100_000
     reference: str = "continual"
     torch_threads: int = 1
+    device: str = "cpu"
     out: str = "runs/{name}/{arm}-seed{seed}"
     checkpoint_every: int = 50_000
     log_every: int = 2048
@@ -489,6 +497,10 @@ def validate(config: RunConfig) -> None:
         raise ConfigError(f"experiment.divergence_factor = {e.divergence_factor!r} is out of "
                           "range; it must be > 1 (times the initial parameter norm) or 0 (off)")
     _choice("experiment.reference", e.reference, REFERENCES)
+    try:
+        parse_device(e.device, "experiment.device")
+    except AgentError as exc:
+        raise ConfigError(str(exc)) from None
     if not e.out:
         raise ConfigError("experiment.out is empty; give a run directory")
     config.run_dir  # noqa: B018 -- checks the format fields

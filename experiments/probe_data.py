@@ -61,7 +61,7 @@ def fixed_transitions(env: Any, steps: int) -> dict[str, Tensor]:
     if missing:
         raise EnvError(f"probe_transitions() of {type(_base(env)).__name__} lacks {missing}; "
                         f"it must return {', '.join(KEYS)}")
-    out = {k: torch.as_tensor(np.asarray(data[k])) for k in KEYS}
+    out = {k: _host(data[k]) for k in KEYS}
     out["rewards"] = out["rewards"].float()
     out["terminated"] = out["terminated"].float()
     return out
@@ -87,5 +87,10 @@ def optimal_action_values(env: Any, gamma: float) -> tuple[Tensor, Tensor] | Non
     if not callable(hook):
         return None
     data = hook(gamma)
-    return torch.as_tensor(np.asarray(data["obs"])), torch.as_tensor(
-        np.asarray(data["action_values"]), dtype=torch.float32)
+    return _host(data["obs"]), _host(data["action_values"]).float()
+
+
+def _host(values: Any) -> Tensor:
+    """Host-side data as a CPU tensor (never torch's default device); the prober moves
+    what it feeds a network to that network's device."""
+    return torch.from_numpy(np.ascontiguousarray(values))

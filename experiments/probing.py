@@ -42,7 +42,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 import spectral
 from experiments import probe_data, streams
@@ -148,7 +148,7 @@ class Prober:
         with torch.random.fork_rng(devices=[]):
             shared = None
             if phase in ("init", "trained_once"):
-                seed = int(torch.randint(0, 2**31 - 1, (1,), generator=gen))
+                seed = int(torch.randint(0, 2**31 - 1, (1,), generator=gen, device="cpu"))
                 shared = agent.collect(side_env, self.config.init_rollout_steps, seed)
             gain = "one_step_gain" in metrics
             # One generator state for every target's batch: the networks of one agent are
@@ -197,7 +197,7 @@ class Prober:
             if n > self.config.batch_size:
                 params = streams.stream_wrappers(self.fixed_env)[0].task_params
                 order = torch.Generator().manual_seed(probe_data.data_seed(params))
-                idx = torch.randperm(n, generator=order)[: self.config.batch_size]
+                idx = torch.randperm(n, generator=order, device="cpu")[: self.config.batch_size]
                 subset = {k: v[idx] for k, v in data.items()}
             self._fixed[task_id] = (data, subset)
         return self._fixed[task_id]
@@ -224,8 +224,9 @@ class Prober:
         for target in agent.probe_targets():
             if target.fixed_loss is None or target.name not in self.config.networks:
                 continue
-            batch = {**subset, "obs": target.observe(subset["obs"]),
-                     "next_obs": target.observe(subset["next_obs"])}
+            batch = _on_device(subset, target.module)
+            batch = {**batch, "obs": target.observe(batch["obs"]),
+                     "next_obs": target.observe(batch["next_obs"])}
             values: dict[str, float] = {}
             if spectral_metrics:
                 values = spectral.probe(
@@ -252,15 +253,16 @@ class Prober:
 
     def _trainability(self, target: Any, task_id: int, obs: Tensor,
                       exact: tuple[Tensor, Tensor] | None) -> dict[str, float]:
-        x = torch.unique(target.observe(obs), dim=0)
+        x = torch.unique(target.observe(_on_device(obs, target.module)), dim=0)
         with torch.no_grad():
             y = spectral.standardized(
                 target.fresh_module(self._task_generator(task_id, "targets", target.name))(x))
         out = self._fit_pair("random", target, task_id, x, y, "mse")
         if exact is not None and target.name in EXACT_TARGETS:
             obs_e, action_values = exact
-            y_e, loss = EXACT_TARGETS[target.name](action_values)
-            out.update(self._fit_pair("exact", target, task_id, target.observe(obs_e), y_e, loss))
+            y_e, loss = EXACT_TARGETS[target.name](_on_device(action_values, target.module))
+            out.update(self._fit_pair("exact", target, task_id,
+                                      target.observe(_on_device(obs_e, target.module)), y_e, loss))
         return out
 
     def _fit_pair(self, kind: str, target: Any, task_id: int, x: Tensor, y: Tensor,
@@ -269,7 +271,7 @@ class Prober:
                       loss=loss)
         curve = spectral.fit_curve(target.module, x, y, **budget)
         # The fresh network's fit depends only on its seed and the data: compute it once.
-        key = (kind, task_id, target.name, zlib.crc32(x.numpy().tobytes()))
+        key = (kind, task_id, target.name, zlib.crc32(x.cpu().numpy().tobytes()))
         if key not in self._fresh_fits:
             fresh = target.fresh_module(self._task_generator(task_id, "fresh", target.name))
             self._fresh_fits[key] = spectral.fit_curve(fresh, x, y, **budget)
@@ -282,6 +284,14 @@ class Prober:
             p + "final_ratio": _ratio(curve.final, fresh.final),
             p + "auc_ratio": _ratio(curve.auc, fresh.auc),
         }
+
+
+def _on_device(data: Any, module: nn.Module) -> Any:
+    """A tensor (or a dict of them) of the host-side probe data on ``module``'s device."""
+    device = next(module.parameters()).device
+    if isinstance(data, dict):
+        return {k: v.to(device) for k, v in data.items()}
+    return data.to(device)
 
 
 def _ratio(a: float, b: float) -> float:

@@ -4,8 +4,8 @@
 names it uses against what is registered, and writes out every default that would
 otherwise depend on another package's version (the stream's period, the default probe
 set, DQN's exploration and warm-up in env steps), so the saved ``config.toml`` reproduces
-the run. It also refuses runs that cannot be what the user meant: a shifting run that ends
-before its first shift, a DQN whose epsilon would not finish decaying or that would never
+the run. It also refuses runs that cannot be what the user meant: a CUDA device on a
+machine without one, a shifting run that ends before its first shift, a DQN whose epsilon would not finish decaying or that would never
 update, a PPO whose learning rate would anneal to 0 before the end.
 """
 
@@ -79,6 +79,7 @@ def resolve(config: RunConfig) -> RunConfig:
         probes=dataclasses.replace(config.probes),
     )
     e, env, probes = config.experiment, config.env, config.probes
+    _check_device(e.device)
     for module in e.imports:
         _import_plugin(module)
     _resolve_stream(config)
@@ -137,6 +138,24 @@ def resolve(config: RunConfig) -> RunConfig:
             f"a rollout; use e.g. env.period = {lower} or {lower + rollout}"
         )
     return config
+
+
+def _check_device(name: str) -> None:
+    """Refuse ``experiment.device`` naming a CUDA device this torch build / machine lacks
+    (``config.validate`` has checked the spelling)."""
+    import torch
+
+    device = torch.device(name)
+    if device.type != "cuda":
+        return
+    if not torch.cuda.is_available():
+        raise ConfigError(f"experiment.device = {name!r} but this torch build/machine has no "
+                          "CUDA device; valid here: 'cpu'")
+    count = torch.cuda.device_count()
+    if device.index is not None and device.index >= count:
+        valid = ", ".join(["'cpu'", "'cuda'", *(f"'cuda:{i}'" for i in range(count))])
+        raise ConfigError(f"experiment.device = {name!r} but this machine has {count} CUDA "
+                          f"device(s); valid here: {valid}")
 
 
 def _import_plugin(module: str) -> None:

@@ -181,7 +181,8 @@ def _make_agent(config: RunConfig, env: Any, seeds: list[int]) -> Any:
     settings = config.agent.settings
     fields = {f.name for f in dataclasses.fields(settings)}
     extra = {k: v for k, v in (("seed", config.experiment.seed),
-                                ("num_envs", config.env.num_envs)) if k in fields}
+                                ("num_envs", config.env.num_envs),
+                                ("device", config.experiment.device)) if k in fields}
     settings = dataclasses.replace(settings, **extra)
     mitigations = make_mitigations(_mitigation_specs(config))
     space = env.single_observation_space if streams.is_vector(env) else env.observation_space

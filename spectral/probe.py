@@ -489,7 +489,8 @@ class ProbeSet:
                 for name, v in param_layers.items()
             }
         base_seed = (
-            0 if generator is None else int(torch.randint(0, 2**62, (1,), generator=generator))
+            0 if generator is None
+            else int(torch.randint(0, 2**62, (1,), generator=generator, device=generator.device))
         )
         ctx = _Context(
             module,

@@ -25,6 +25,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from agents._common import to_device
 from agents.base import AgentError, Batch
 from agents.networks import MLP, initialize_linear
 from spectral import FeatureCapture
@@ -153,7 +154,7 @@ def network_input(net: MLP, batch: Batch | None, method: str) -> Tensor:
     if batch is None or "obs" not in batch:
         raise AgentError(f"mitigation {method!r} needs an update batch with key 'obs'")
     param = next(net.parameters())
-    return torch.as_tensor(batch["obs"]).to(device=param.device, dtype=param.dtype)
+    return to_device(batch["obs"], param.device, param.dtype)
 
 
 def capture_features(net: MLP, inputs: Tensor) -> dict[str, Tensor]:

@@ -79,7 +79,8 @@ class ContinualBackprop(Mitigation):
             device = layer.block.linear.weight.device
             self.utility[layer.key] = torch.zeros(layer.width, device=device)
             self.age[layer.key] = torch.zeros(layer.width, dtype=torch.long, device=device)
-            self.accumulated[layer.key] = torch.zeros((), dtype=torch.float64)
+            # a host scalar: int() of it each step must not wait for the device
+            self.accumulated[layer.key] = torch.zeros((), dtype=torch.float64, device="cpu")
             act = layer.block.act
             self._handles.append(act.register_forward_hook(self._recorder(layer.key, act)))
 
@@ -110,7 +111,7 @@ class ContinualBackprop(Mitigation):
 
     def _replace(self, layer: HiddenLayer, optimizer: torch.optim.Optimizer) -> None:
         key = layer.key
-        self.last_replaced[key] = torch.zeros(0, dtype=torch.long)
+        self.last_replaced[key] = torch.zeros(0, dtype=torch.long, device=self.age[key].device)
         eligible = torch.nonzero(self.age[key] > self.maturity_threshold).flatten()
         if eligible.numel() == 0 or self.replacement_rate == 0.0:
             return

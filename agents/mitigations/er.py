@@ -58,8 +58,9 @@ class ER(Mitigation):
 
     def er_loss(self, agent: Any, batch: Batch | None) -> Tensor:
         """``L_ER`` on ``batch`` (records each layer's erank in ``last_erank``)."""
-        loss = torch.zeros(())
-        for net_name, net in agent_networks(self.name, agent).items():
+        nets = agent_networks(self.name, agent)
+        loss = torch.zeros((), device=next(next(iter(nets.values())).parameters()).device)
+        for net_name, net in nets.items():
             features = capture_features(net, network_input(net, batch, self.name))
             eranks = {name: feature_stats.effective_rank(phi) for name, phi in features.items()}
             for name, value in eranks.items():

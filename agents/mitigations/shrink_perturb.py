@@ -148,7 +148,9 @@ class ShrinkPerturb(Mitigation):
             raise AgentError(
                 "mitigation 'shrink_perturb': checkpoint parameters do not match the agent's"
             )
-        self.initial = {k: v.detach().clone() for k, v in state["initial"].items()}
+        # a checkpoint's tensors (on any device) go where the attached agent's are
+        self.initial = {k: v.detach().clone().to(self.initial[k].device if self.initial else v.device)
+                        for k, v in state["initial"].items()}
         if "generator" in state:
             if self.generator is None:
                 self.generator = torch.Generator()
