@@ -315,6 +315,11 @@ def test_gap_equals_direct_computation_and_verdicts_follow_the_declarations(tmp_
     h2 = _table_row(confirmatory, "H2")
     assert h2[2] == "within seeds, beyond the task index" and h2[-1] == "**supported**"
     assert "weights/norm" not in confirmatory  # undeclared: exploratory only
+    # the plain-language answer repeats those verdicts under the question each answers
+    plain = _section(text, SECTIONS[4])
+    assert ("**Does spectral collapse at new-task initialisation predict slower adaptation?** "
+            "2 test(s): supported in 1 (synthetic_study H2)") in plain
+    assert "**Do the other mitigations adapt better?** 1 test(s): supported in 1 (synthetic_study H1)." in plain
 
 
 def test_no_gap_gives_no_supported_loss(tmp_path):
