@@ -2,7 +2,7 @@
 after the other in this process, one torch thread.
 
     python benchmarks/probe_overhead.py [--tasks 12] [--seed 0]
-        [--study experiments/studies/s1_ppo_minigrid_hidden_goal.toml] [--reference fresh]
+        [--study experiments/studies/e2_ppo_hidden_goal.toml] [--reference fresh]
 
 Default study: the embedded default (PPO on the hidden-goal room; pre + init probes at
 every shift, default metric set, 256-step side rollouts). Prints each run's wall time, the

@@ -38,8 +38,9 @@ from spectral.probe import density_summary  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 STUDIES = {
-    "S1": ROOT / "experiments/studies/s1_ppo_minigrid_hidden_goal.toml",
-    "S2": ROOT / "experiments/studies/s2_dqn_minigrid_hidden_goal.toml",
+    # the second edition's successors of the first edition's S1 and S2 (same networks)
+    "S1": ROOT / "experiments/studies/e2_ppo_hidden_goal.toml",
+    "S2": ROOT / "experiments/studies/e2_dqn_hidden_goal.toml",
 }
 
 

@@ -279,7 +279,7 @@ def load_runs(paths: Iterable[str | Path], spec: AdaptationSpec | None = None) -
     Example (a notebook)::
 
         from experiments.analysis import load_runs
-        data = load_runs(["runs/studies/s2_dqn_minigrid_hidden_goal"])
+        data = load_runs(["runs/studies/e2_dqn_hidden_goal"])
         data.adaptation.merge(data.runs[["run_id", "arm", "seed"]]) \\
             .groupby("arm")["auc"].mean()
     """

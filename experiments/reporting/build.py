@@ -155,7 +155,7 @@ def write_study_report(paths: Sequence[str | Path], out: str | Path = "docs", *,
         if not p.is_dir():
             raise ConfigError(f"report --study: {str(p)!r} is not a directory; give one sweep "
                               "directory (or its tables directory) per study, e.g. "
-                              "runs/studies/s1_ppo_minigrid_hidden_goal")
+                              "runs/studies/e2_ppo_hidden_goal")
     datas = [load_data([p]) for p in paths]
     streams = []
     for p, data in zip(paths, datas, strict=True):

@@ -3,8 +3,9 @@
 The document depends on the summary only -- no path, clock or machine state -- so the same
 tables give the same bytes. Sections (:data:`SECTIONS`, in order): what was run; the
 confirmatory results (declared hypotheses, the only verdicts); descriptive results with
-seed-level intervals; exploratory results (labelled, never verdicts); limitations; methods;
-the runs.
+seed-level intervals; exploratory results (labelled, never verdicts); the answer in plain
+language (the declared verdicts sorted by question, :mod:`experiments.reporting.answer`);
+limitations; methods; the runs.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from experiments.reporting import format as fmt
+from experiments.reporting.answer import answer
 from experiments.reporting.frame import parse_probe_column
 from experiments.reporting.hypotheses import Outcome
 from experiments.reporting.inference import Interval
@@ -24,6 +26,7 @@ SECTIONS = (
     "## Confirmatory results (declared hypotheses)",
     "## Descriptive results (seed-level intervals)",
     "## Exploratory results (not declared: no verdicts)",
+    "## Answer in plain language (from the declared verdicts only)",
     "## Limitations",
     "## Methods",
     "## Runs",
@@ -51,9 +54,13 @@ def _what_was_run(s: StreamSummary, commands: Mapping[str, str]) -> list[str]:
            f"Adaptation: {s.spec or 'as recorded in the adaptation table'}.", ""]
     body = [[a.name, a.reference, ", ".join(a.roles) or "-", a.mitigations, a.shift_knobs,
              "yes" if a.oracle_switches else "no", ", ".join(map(str, a.seeds)) or "-",
-             f"{a.runs_done}/{a.runs_total}"] for a in s.arms]
+             f"{a.runs_done}/{a.runs_total}", fmt.number(a.steps), a.shifts,
+             fmt.number(a.wall_s)] for a in s.arms]
     md += fmt.table(["arm", "reference", "role", "mitigations", "shift knobs",
-                     "switch announced (oracle)", "seeds", "runs done"], body)
+                     "switch announced (oracle)", "seeds", "runs done", "steps per run",
+                     "shifts per run", "wall s per run (median)"], body)
+    md += ["Wall time is the process's: the seeds of one arm run as one population in one "
+           "process, so they share it.", ""]
     if s.references:
         md += ["Fresh reference of each continual arm (same agent, network, mitigations, "
                "stream, steps and seed; only bookkeeping keys may differ):", ""]
@@ -254,11 +261,12 @@ def render(report: Report, figures: Mapping[str, Mapping[str, str]],
            "declare next and is not evidence for or against the claim.", ""]
     for s in report.streams:
         md += _exploratory(s, figures.get(s.name, {}))
-    md += [SECTIONS[4], ""]
+    md += [SECTIONS[4], ""] + answer(report.streams)
+    md += [SECTIONS[5], ""]
     for s in report.streams:
         md += [f"### {s.name}", ""] + [f"- {x}" for x in s.limitations] + [""]
-    md += [SECTIONS[5], ""] + _methods(report)
-    md += [SECTIONS[6], ""]
+    md += [SECTIONS[6], ""] + _methods(report)
+    md += [SECTIONS[7], ""]
     for s in report.streams:
         links = (configs or {}).get(s.name, {})
         body = [[run_id, f"[config]({links[run_id]})" if run_id in links else "-"]

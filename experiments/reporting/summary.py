@@ -74,6 +74,10 @@ class Arm:
     adaptation: Interval | None
     reached: Interval | None   # fraction of shifts whose recovery reached the threshold
     versus_comparison: Interval | None = None  # adaptation minus the comparison arm's
+    steps: int | None = None   # env steps per finished run (the largest)
+    shifts: int = 0            # task switches per finished run (the largest)
+    wall_s: float | None = None  # median wall time of a finished run's process (a
+                                 # population's members share one process and its time)
 
 
 @dataclass(frozen=True)
@@ -253,11 +257,16 @@ def _arms(runs: pd.DataFrame, shifts: pd.DataFrame, frame: pd.DataFrame, decl: D
         if decl.comparison_arm not in (None, arm) and len(rows) and len(base) and target in rows:
             versus = bootstrap_diff(rows[target], rows["seed"], base[target], base["seed"],
                                     n_resamples=n_resamples, seed=seed)
+        steps = done["steps"].dropna() if "steps" in done else pd.Series(dtype=float)
+        wall = done["wall_time"].dropna() if "wall_time" in done else pd.Series(dtype=float)
+        n_shifts = int(arm_shifts.groupby("run_id").size().max()) if len(arm_shifts) else 0
         out.append(Arm(arm, reference, _roles(arm, reference, decl), _seeds(done["seed"]),
                        len(done), len(members), describe_mitigations(first),
                        _shift_knobs(first),
                        bool(len(arm_shifts)) and bool(arm_shifts["oracle"].astype(bool).all()),
-                       adaptation, reached, versus))
+                       adaptation, reached, versus,
+                       int(steps.max()) if len(steps) else None, n_shifts,
+                       float(wall.median()) if len(wall) else None))
     return tuple(out)
 
 

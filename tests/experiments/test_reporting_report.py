@@ -152,7 +152,7 @@ def test_roles_and_limitations_come_from_the_study_file_and_configs(built):
     assert summary.arm("fresh").roles == ("fresh reference", "key arm")
     assert summary.arm("fresh").oracle_switches and not summary.arm("continual").oracle_switches
     assert summary.arm("l2").mitigations == "l2"
-    limitations = _section(text, SECTIONS[4])
+    limitations = _section(text, SECTIONS[5])
     assert "- A synthetic study." in limitations
     assert "Fewer than 10 seeds in continual (5)" in limitations
     assert "100% of the probe rows were taken on a rollout of the arm's own policy" in limitations

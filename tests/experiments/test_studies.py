@@ -30,11 +30,15 @@ from experiments.sweep import Sweep, SweepRun, load_sweep, run_sweep
 from experiments.tomlio import load_toml
 
 STUDIES = sorted((Path(__file__).resolve().parents[2] / "experiments" / "studies").glob("*.toml"))
-SMOKE_ARMS = ("continual", "fresh", "stationary", "l2_er")
-MIN_SEEDS = {"s1": 5, "s2": 5, "s3": 3}
-# S1 probes the full PPO loss too (probes.networks), as the spectral-collapse paper.
-NETWORKS = {"s1_ppo_minigrid_hidden_goal": {"policy", "value", "actor_critic"},
-            "s2_dqn_minigrid_hidden_goal": {"q"}, "s3_dqn_cartpole_permuted": {"q"}}
+# the smoke sweeps run these arms where a study has them (one seed each)
+SMOKE_ARMS = ("continual", "fresh", "stationary", "l2_er", "l2_er_lr1e-2", "l2_er_lr1e-1",
+              "head_reset", "policy_head_reset", "entropy_rewarm")
+# the PPO studies probe the full PPO loss too (probes.networks), as the spectral-collapse paper
+NETWORKS = {"e2_ppo_hidden_goal": {"policy", "value", "actor_critic"},
+            "e2_ppo_goal_shift": {"policy", "value", "actor_critic"},
+            "e2_dqn_hidden_goal": {"q"}, "e2_dqn_permuted_view": {"q"}}
+KEY_ARMS = ("continual", "fresh")  # >= 10 seeds (and the L2-ER doses where a study has them)
+L2_ER_DOSES = ("l2_er", "l2_er_lr1e-2", "l2_er_lr1e-1")
 
 
 def _rows(path: Path) -> list[dict]:
@@ -48,38 +52,57 @@ def _section(text: str, title: str) -> str:
 
 
 # ----------------------------------------------------------------------------- study files
-def test_three_studies_exist():
-    assert [p.stem[:2] for p in STUDIES] == ["s1", "s2", "s3"]
+def test_four_second_edition_studies_exist():
+    assert [p.stem for p in STUDIES] == ["e2_dqn_hidden_goal", "e2_dqn_permuted_view",
+                                         "e2_ppo_goal_shift", "e2_ppo_hidden_goal"]
+
+
+def _arm_seeds(path: Path) -> dict[str, set[int]]:
+    seeds: dict[str, set[int]] = {}
+    for run in load_sweep(path, out="/nonexistent/never-written").runs:
+        seeds.setdefault(run.config["experiment"]["arm"], set()).add(run.config["experiment"]["seed"])
+    return seeds
 
 
 @pytest.mark.parametrize("path", STUDIES, ids=lambda p: p.stem)
-def test_study_file_expands_with_required_seeds_and_arms(path):
+def test_study_file_expands_with_required_seeds_shifts_and_arms(path):
     sweep = load_sweep(path, out="/nonexistent/never-written")
-    arms = {r.config["experiment"]["arm"] for r in sweep.runs}
-    seeds = {r.config["experiment"]["seed"] for r in sweep.runs}
-    assert len(seeds) >= MIN_SEEDS[path.stem[:2]]
-    assert {"continual", "fresh", "stationary", "l2_er"} <= arms
+    seeds = _arm_seeds(path)
+    assert set(KEY_ARMS) <= set(seeds)
+    for arm, arm_seeds in seeds.items():
+        assert len(arm_seeds) >= (10 if arm in KEY_ARMS else 5), arm
+    for run in sweep.runs:
+        assert run.config["experiment"]["steps"] // run.config["env"]["period"] - 1 >= 10
     refs = {r.config["experiment"]["arm"]: r.config["experiment"]["reference"] for r in sweep.runs}
-    assert refs["fresh"] == "fresh" and refs["stationary"] == "stationary"
-    l2er = next(r for r in sweep.runs if r.config["experiment"]["arm"] == "l2_er")
-    assert l2er.config["mitigations"]["options"]["l2_er"] == {
-        "weight_decay": 1e-3, "lr": 1e-6, "steps_per_update": 10, "adam_betas": [0.99, 0.99]}
+    assert refs["fresh"] == "fresh" and refs["continual"] == "continual"
+    doses = [arm for arm in L2_ER_DOSES if arm in seeds]
+    assert doses in ([], list(L2_ER_DOSES))
+    for arm, lr in zip(doses, (1e-6, 1e-2, 1e-1), strict=False):
+        run = next(r for r in sweep.runs if r.config["experiment"]["arm"] == arm)
+        assert run.config["mitigations"]["options"]["l2_er"] == {
+            "weight_decay": 1e-3, "lr": lr, "steps_per_update": 10, "adam_betas": [0.99, 0.99]}
     header = path.read_text().split("\nname =")[0]
-    for word in ("tests", "Arms", "Seeds", "Wall time", "CUT", "[[hypotheses]]"):
+    for word in ("Pre-registered", "tests", "Arms", "Seeds", "Wall time", "CUT", "[[hypotheses]]"):
         assert word in header, f"{path.name}: header comment lacks {word!r}"
 
 
-def test_flagship_has_the_most_arms_and_every_listed_arm():
-    arms = {p.stem[:2]: {r.config["experiment"]["arm"] for r in load_sweep(p, out="/x").runs}
-            for p in STUDIES}
-    assert arms["s1"] == {"continual", "fresh", "stationary", "l2", "er", "l2_er", "redo",
-                          "shrink_perturb", "cbp_l2", "layernorm_l2", "head_reset", "opt_reset",
-                          "l2_default_adam"}
-    assert len(arms["s1"]) > len(arms["s2"]) >= len(arms["s3"])
+def test_flagship_has_every_arm_and_ten_seeds_for_the_dose_response():
+    path = next(p for p in STUDIES if p.stem == "e2_ppo_hidden_goal")
+    seeds = _arm_seeds(path)
+    assert set(seeds) == {"continual", "fresh", "stationary", "policy_head_reset",
+                          "value_head_reset", "entropy_rewarm", "l2", *L2_ER_DOSES, "redo",
+                          "cbp_l2", "layernorm_l2"}
+    assert all(len(seeds[arm]) >= 10 for arm in L2_ER_DOSES)
+    runs = load_sweep(path, out="/x").runs
+    config = {r.config["experiment"]["arm"]: r.config for r in runs}
+    assert config["entropy_rewarm"]["shift"]["exploration"] == "rewarm"
+    assert config["policy_head_reset"]["mitigations"]["options"]["reset_on_switch"]["networks"] == ["actor"]
+    assert config["value_head_reset"]["mitigations"]["options"]["reset_on_switch"]["networks"] == ["critic"]
 
 
-def test_dqn_minigrid_study_matches_the_prototype_protocol():
-    sweep = load_sweep(next(p for p in STUDIES if p.stem.startswith("s2")), out="/x")
+@pytest.mark.parametrize("stem", ["e2_dqn_hidden_goal", "e2_dqn_permuted_view"])
+def test_dqn_studies_match_the_first_edition_protocol(stem):
+    sweep = load_sweep(next(p for p in STUDIES if p.stem == stem), out="/x")
     for run in sweep.runs:
         agent, shift = run.config["agent"], run.config["shift"]
         assert (agent["n_step"], agent["loss"], agent["max_grad_norm"]) == (3, "huber", 10.0)
@@ -106,7 +129,7 @@ def smoke(tmp_path_factory):
         sweep = load_sweep(path, out=root / path.stem, smoke=True, seeds=[0])
         sweep.runs = [r for r in sweep.runs if r.config["experiment"]["arm"] in SMOKE_ARMS]
         sweeps.append((path, sweep))
-    # One process pool for the three studies (saves two pool start-ups); run_sweep writes
+    # One process pool for the studies (saves two pool start-ups); run_sweep writes
     # each member into its own study's directory, and the copies of the study files are
     # written as run_sweep would.
     everything = Sweep("smoke", root, [SweepRun(f"{s.name}/{r.name}", r.config)
@@ -123,7 +146,7 @@ def smoke(tmp_path_factory):
 def test_smoke_runs_all_finish_with_probes_at_every_shift(smoke):
     sweeps, _ = smoke
     for path, sweep, result in sweeps:
-        assert len(sweep.runs) == len(SMOKE_ARMS)
+        assert {r.config["experiment"]["arm"] for r in sweep.runs} >= set(KEY_ARMS)
         assert all(result.outcomes[f"{sweep.name}/{r.name}"]["status"] == "done"
                    for r in sweep.runs), result.outcomes
         for run in sweep.runs:
@@ -162,7 +185,8 @@ def test_smoke_study_report_has_every_section_hypothesis_and_figure(smoke):
         assert f"### {sweep.name}" in _section(text, SECTIONS[0])
         assert f"plasticity sweep experiments/studies/{path.name} --workers 2" in text
         for h in parse_declarations(load_toml(path)).hypotheses:
-            assert f"| {h.id} | {h.arms[0]} |" in _section(confirmatory, f"### {sweep.name}")
+            arms = ", ".join(h.arms) if h.kind == "dose_response" else h.arms[0]
+            assert f"| {h.id} | {arms} |" in _section(confirmatory, f"### {sweep.name}")
         # every run's resolved config is copied next to the report
         for run in sweep.runs:
             link = f"configs/{sweep.name}/{run.run_dir.name}.toml"
@@ -178,8 +202,8 @@ def test_smoke_study_report_has_every_section_hypothesis_and_figure(smoke):
     for link in links:
         png = report.parent / link
         assert png.is_file() and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", link
-    # the smoke runs have no head_reset arm: its declared reference is simply absent
-    assert "| head_reset |" not in _section(text, SECTIONS[0])
+    # the smoke runs have no value_head_reset arm: its declared reference is simply absent
+    assert "| value_head_reset |" not in _section(text, SECTIONS[0])
 
 
 def test_smoke_study_report_from_its_tables_alone_is_byte_identical(smoke):
@@ -291,6 +315,11 @@ def test_gap_equals_direct_computation_and_verdicts_follow_the_declarations(tmp_
     h2 = _table_row(confirmatory, "H2")
     assert h2[2] == "within seeds, beyond the task index" and h2[-1] == "**supported**"
     assert "weights/norm" not in confirmatory  # undeclared: exploratory only
+    # the plain-language answer repeats those verdicts under the question each answers
+    plain = _section(text, SECTIONS[4])
+    assert ("**Does spectral collapse at new-task initialisation predict slower adaptation?** "
+            "2 test(s): supported in 1 (synthetic_study H2)") in plain
+    assert "**Do the other mitigations adapt better?** 1 test(s): supported in 1 (synthetic_study H1)." in plain
 
 
 def test_no_gap_gives_no_supported_loss(tmp_path):
