@@ -25,17 +25,16 @@ SKIPPED = {
     **{f"plasticity sweep experiments/studies/{s}.toml --workers 2 --no-report":
        "a study sweep takes 10-60 min; its [smoke] setting runs end to end in "
        "tests/experiments/test_studies.py"
-       for s in ("e2_ppo_hidden_goal", "e2_dqn_permuted_view", "e2_ppo_goal_shift",
-                 "e2_dqn_hidden_goal")},
+       for s in ("e2_ppo_hidden_goal", "e2_ppo_goal_shift")},
     "plasticity run":
         "the default study at smoke size (the same command with its [smoke] overrides) runs in "
         "tests/experiments/test_cli.py::test_run_without_config_runs_the_default_study_and_writes_the_report",
-    "plasticity report --study runs/studies/e2_ppo_hidden_goal runs/studies/e2_dqn_permuted_view "
-    "runs/studies/e2_ppo_goal_shift runs/studies/e2_dqn_hidden_goal --out docs":
-        "needs the four study sweeps; the study report of their smoke runs is tested in "
+    "plasticity report --study runs/studies/e2_ppo_hidden_goal runs/studies/e2_ppo_goal_shift "
+    "--out docs":
+        "needs the two study sweeps; the study report of their smoke runs is tested in "
         "tests/experiments/test_studies.py",
-    "plasticity report --study docs/tables/e2_ppo_hidden_goal docs/tables/e2_dqn_permuted_view "
-    "docs/tables/e2_ppo_goal_shift docs/tables/e2_dqn_hidden_goal --out docs":
+    "plasticity report --study docs/tables/e2_ppo_hidden_goal docs/tables/e2_ppo_goal_shift "
+    "--out docs":
         "rewrites the committed docs/ from the committed study tables; the same command on "
         "the committed example's tables is tested byte for byte in "
         "tests/experiments/test_examples.py",

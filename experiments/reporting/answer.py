@@ -68,14 +68,15 @@ def _estimate(t: Outcome) -> str:
     if not t.defined:
         return f"not testable: {t.reason}" if t.reason else "not testable"
     text = fmt.interval(Interval(t.estimate, t.low, t.high, t.n_rows, t.n_seeds), signed=True)
-    return f"{text}, {t.n_seeds} seeds, Holm p {fmt.p_value(t.p_holm)}"
+    return f"{text}, {t.n_rows} rows / {t.n_seeds} seeds, Holm p {fmt.p_value(t.p_holm)}"
 
 
 def _tally(tests: Sequence[tuple[str, Outcome]]) -> str:
     """``supported in 2 of 5 tests (A, B); opposite direction in 1 (C); not supported: 2``."""
     parts = []
     for verdict in (SUPPORTED, OPPOSITE, NOT_SUPPORTED):
-        where = [f"{stream} {t.hypothesis.id}" for stream, t in tests if t.verdict == verdict]
+        where = [f"{stream} {t.hypothesis.id}" + (" lagged" if t.variant == "lagged" else "")
+                 for stream, t in tests if t.verdict == verdict]
         if where:
             parts.append(f"{verdict} in {len(where)} ({', '.join(where)})")
     return f"{len(tests)} test(s): " + "; ".join(parts) + "."

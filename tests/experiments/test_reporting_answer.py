@@ -50,7 +50,7 @@ def test_answer_lists_every_test_once_with_its_verdict_and_tallies_them():
     assert ("**Has continual training cost the network its trainability?** 2 test(s): "
             "opposite direction in 1 (s C); not supported in 1 (s D).") in text
     assert text.count("- s ") == len(CASES)
-    assert "- s A, continual:" in text and "-- **supported** (+0.1 [+0.05, +0.2], 10 seeds" in text
+    assert "- s A, continual:" in text and "-- **supported** (+0.1 [+0.05, +0.2], 40 rows / 10 seeds" in text
     nan = Outcome(CASES[0][1].hypothesis, "continual", "effect", math.nan, math.nan, math.nan,
                   math.nan, 2, 2, "m", reason="2 seed(s) < 3")
     one = [SimpleNamespace(name="s", declarations=decl, tests=(nan,))]
