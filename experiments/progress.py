@@ -22,7 +22,10 @@ class Progress:
         interval: seconds between plain lines.
         label: shown before the counts (the arm or the sweep name).
 
-    The rate counts from the first :meth:`update`, so a resumed run shows its own speed.
+    The rate counts from the first :meth:`update`, so a resumed run shows its own speed; a
+    step below that first one (a resumed sweep's count drops when its runs cut their logs
+    back to their checkpoints) starts the count again there, so the rate and the time left
+    never go negative.
     """
 
     def __init__(self, total: int, mode: str = "auto", stream: TextIO | None = None,
@@ -40,6 +43,9 @@ class Progress:
     def update(self, step: int, status: str = "", force: bool = False) -> None:
         if self.mode == "off":
             return
+        if self._start_step is not None and step < self._start_step:
+            self.close()
+            self._bar, self._start_step = None, None
         if self._start_step is None:
             self._start_step, self._start = step, time.perf_counter()
             if self.mode == "bar":
