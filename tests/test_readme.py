@@ -16,6 +16,9 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()
 
+#: The study files the committed docs/results.md reports (README, "Reproducing the study").
+STUDIES = ("e2_ppo_hidden_goal", "e2_ppo_goal_shift")
+
 #: Commands that cannot run in the test suite, each with the reason.
 SKIPPED = {
     "plasticity sweep docs/examples/my_sweep.toml --backend ray --address auto":
@@ -23,18 +26,16 @@ SKIPPED = {
         "tests/experiments/test_sweep.py and a missing cluster's message is tested in "
         "tests/experiments/test_cli.py",
     **{f"plasticity sweep experiments/studies/{s}.toml --workers 2 --no-report":
-       "a study sweep takes 10-60 min; its [smoke] setting runs end to end in "
+       "a study sweep takes 10-90 min; its [smoke] setting runs end to end in "
        "tests/experiments/test_studies.py"
-       for s in ("e2_ppo_hidden_goal", "e2_ppo_goal_shift")},
+       for s in STUDIES},
     "plasticity run":
         "the default study at smoke size (the same command with its [smoke] overrides) runs in "
         "tests/experiments/test_cli.py::test_run_without_config_runs_the_default_study_and_writes_the_report",
-    "plasticity report --study runs/studies/e2_ppo_hidden_goal runs/studies/e2_ppo_goal_shift "
-    "--out docs":
-        "needs the two study sweeps; the study report of their smoke runs is tested in "
+    " ".join(["plasticity report --study", *(f"runs/studies/{s}" for s in STUDIES), "--out docs"]):
+        "needs the study sweeps; the study report of their smoke runs is tested in "
         "tests/experiments/test_studies.py",
-    "plasticity report --study docs/tables/e2_ppo_hidden_goal docs/tables/e2_ppo_goal_shift "
-    "--out docs":
+    " ".join(["plasticity report --study", *(f"docs/tables/{s}" for s in STUDIES), "--out docs"]):
         "rewrites the committed docs/ from the committed study tables; the same command on "
         "the committed example's tables is tested byte for byte in "
         "tests/experiments/test_examples.py",
