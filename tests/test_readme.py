@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()
 
 #: The study files the committed docs/results.md reports (README, "Reproducing the study").
-STUDIES = ("e2_ppo_hidden_goal", "e2_ppo_goal_shift", "e2_dqn_permuted_view")
+STUDIES = ("e2_ppo_hidden_goal", "e2_ppo_goal_shift", "e2_dqn_permuted_view", "e2_dqn_hidden_goal")
 
 #: Commands that cannot run in the test suite, each with the reason.
 SKIPPED = {
