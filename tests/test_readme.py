@@ -26,7 +26,7 @@ SKIPPED = {
         "tests/experiments/test_sweep.py and a missing cluster's message is tested in "
         "tests/experiments/test_cli.py",
     **{f"plasticity sweep experiments/studies/{s}.toml --workers 2 --no-report":
-       "a study sweep takes 10-90 min; its [smoke] setting runs end to end in "
+       "a study sweep takes 20 min to 2 h here; its [smoke] setting runs end to end in "
        "tests/experiments/test_studies.py"
        for s in STUDIES},
     "plasticity run":
