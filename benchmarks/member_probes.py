@@ -33,7 +33,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 
 from experiments.config import apply_overrides, from_dict  # noqa: E402
+from experiments.errors import ConfigError  # noqa: E402
 from experiments.probing import Prober  # noqa: E402
+from experiments.resolve import resolve  # noqa: E402
 from experiments.runner import run, run_population  # noqa: E402
 from experiments.tomlio import load_toml  # noqa: E402
 
@@ -80,6 +82,9 @@ def main() -> None:
     if args.k < 2:
         parser.error(f"--k {args.k}: a population needs at least 2 seeds")
     torch.set_num_threads(1)
+    if not args.study.is_file():
+        parser.error(f"--study {str(args.study)!r}: no such file; the study files are in "
+                     "experiments/studies/")
     base = load_toml(args.study)["base"]
     agent = base.get("agent", {})
     overrides = {"experiment.steps": args.tasks * args.period, "env.period": args.period,
@@ -92,7 +97,10 @@ def main() -> None:
     if "learning_starts" in agent:
         overrides["agent.learning_starts"] = min(agent["learning_starts"], args.period // 3)
     base = apply_overrides(base, overrides)
-    from_dict(base)  # bad overrides fail before any run
+    try:  # bad settings (e.g. a period that is no multiple of PPO's rollout) fail before any run
+        resolve(from_dict({**base, "experiment": {**base["experiment"], "out": "unused"}}))
+    except ConfigError as exc:
+        parser.error(str(exc))
     seeds = list(range(args.k))
     print(f"load average {os.getloadavg()[0]:.2f} at start; {args.study.name} [{args.reference}], "
           f"{args.tasks} tasks x {args.period} steps, K = {args.k}", flush=True)
@@ -117,6 +125,7 @@ def main() -> None:
     print(f"median ratio member/single probe CPU time {statistics.median(ratios):.2f}x "
           f"(min {min(ratios):.2f}, max {max(ratios):.2f}); wall-clock ratio median "
           f"{statistics.median(wall_ratios):.2f}x; load average {os.getloadavg()[0]:.2f} at end")
+
 
 if __name__ == "__main__":
     main()
