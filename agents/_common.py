@@ -76,6 +76,8 @@ def to_device(array: np.ndarray | Tensor, device: torch.device,
     ``torch.from_numpy`` does, so CPU runs are unchanged; elsewhere it is one copy to the
     device."""
     tensor = array if isinstance(array, Tensor) else torch.from_numpy(np.asarray(array))
+    if tensor.device == device and (dtype is None or tensor.dtype == dtype):
+        return tensor  # what .to() returns, without its dispatch (the replay path's hot spot)
     return tensor.to(device=device, dtype=dtype)
 
 

@@ -46,16 +46,32 @@ __all__ = ["StackedMLP", "any_hooks"]
 def any_hooks(modules: Sequence[nn.Module]) -> bool:
     """Whether a module hook (forward or backward; global, or on one of ``modules``) or a
     tensor hook on one of their parameters would be called by a forward/backward pass."""
-    if (torch_module._global_forward_hooks or torch_module._global_forward_pre_hooks
-            or torch_module._global_backward_hooks or torch_module._global_backward_pre_hooks):
-        return True
-    for m in modules:
-        if m._forward_hooks or m._forward_pre_hooks or m._backward_hooks or m._backward_pre_hooks:
+    return _HookScan(modules).any()
+
+
+class _HookScan:
+    """:func:`any_hooks` of fixed ``modules``, with the dictionaries to look in collected once.
+
+    A module's hook dictionaries are created with it and only filled and emptied by
+    ``register_*_hook`` and the handles' ``remove``, so they are read, not re-found, at
+    every scan; a tensor's hook dictionaries are created at its first ``register_hook``,
+    so the parameters are asked each time (they are held, as the modules hold them)."""
+
+    _GLOBAL = (torch_module._global_forward_hooks, torch_module._global_forward_pre_hooks,
+               torch_module._global_backward_hooks, torch_module._global_backward_pre_hooks)
+
+    def __init__(self, modules: Sequence[nn.Module]) -> None:
+        self.dicts = [*self._GLOBAL]
+        for m in modules:
+            self.dicts += (m._forward_hooks, m._forward_pre_hooks, m._backward_hooks,
+                           m._backward_pre_hooks)
+        self.modules = list(modules)
+
+    def any(self) -> bool:
+        if any(self.dicts):
             return True
-        for p in m._parameters.values():
-            if p is not None and (p._backward_hooks or p._post_accumulate_grad_hooks):
-                return True
-    return False
+        return any(p is not None and (p._backward_hooks or p._post_accumulate_grad_hooks)
+                   for m in self.modules for p in m._parameters.values())
 
 
 class StackedMLP:
@@ -102,7 +118,12 @@ class StackedMLP:
             self._member_params.append(owned)
         self._index = {n: i for i, n in enumerate(self.names)}
         self._layers = self._layer_plan(first)
-        self._modules = [m for net in self.members for m in net.modules()]
+        self._hooks = _HookScan([m for net in self.members for m in net.modules()])
+        # Detached views of the stacked storage (no autograd), and the per-layer operands
+        # built from them once: the no-grad paths (acting, targets, the closed form) would
+        # otherwise pay a transpose and an unsqueeze per layer per call.
+        self._plain = [p.detach() for p in self.params]
+        self._plain_layers = self._operands(self._plain)
         self._numpy: list | None = None
         self._by_member = False
 
@@ -121,6 +142,15 @@ class StackedMLP:
         plan.append((self._index["head.weight"], self._index["head.bias"], None, None, None))
         return plan
 
+    def _operands(self, params: Sequence[Tensor]) -> list[tuple]:
+        """Per layer ``(W^T, b, LN weight, LN bias, act)`` shaped for :func:`torch.baddbmm`
+        on ``(K, B, in)`` inputs: ``(K, in, out)``, ``(K, 1, out)``... (views of ``params``)."""
+        def row(i: int | None) -> Tensor | None:
+            return None if i is None else params[i].unsqueeze(1)
+
+        return [(params[w].transpose(1, 2), row(b), row(ln_w), row(ln_b), act)
+                for w, b, ln_w, ln_b, act in self._layers]
+
     def param(self, name: str) -> Tensor:
         """The stacked tensor of parameter ``name`` (e.g. ``"head.weight"``)."""
         return self.params[self._index[name]]
@@ -132,7 +162,7 @@ class StackedMLP:
     def hooked(self) -> bool:
         """Whether any hook listens on a member network (then :meth:`forward` goes member by
         member, through the modules)."""
-        return any_hooks(self._modules)
+        return self._hooks.any()
 
     def closed_form_ready(self) -> bool:
         """Whether :meth:`forward_saving` / :meth:`backward_into_grad` equal autograd: ReLU or
@@ -143,13 +173,14 @@ class StackedMLP:
 
     # ----------------------------------------------------------------------------- forward
 
-    def _batched(self, x: Tensor, params: Sequence[Tensor] | None = None) -> Tensor:
+    @staticmethod
+    def _batched(x: Tensor, layers: Sequence[tuple]) -> Tensor:
+        """The forward through ``layers`` (:meth:`_operands`) for ``(K, B, ...)`` inputs."""
         h = x.flatten(2)
-        params = self.params if params is None else params
-        for w, b, ln_w, ln_b, act in self._layers:
-            h = torch.baddbmm(params[b].unsqueeze(1), h, params[w].transpose(1, 2))
+        for weight_t, bias, ln_w, ln_b, act in layers:
+            h = torch.baddbmm(bias, h, weight_t)
             if ln_w is not None:
-                h = F.layer_norm(h, h.shape[-1:]) * params[ln_w].unsqueeze(1) + params[ln_b].unsqueeze(1)
+                h = F.layer_norm(h, h.shape[-1:]) * ln_w + ln_b
             if act is not None:
                 h = torch.relu(h) if type(act) is nn.ReLU else act.forward(h)
         return h
@@ -164,7 +195,7 @@ class StackedMLP:
         """
         self._by_member = self.hooked()
         if not self._by_member:
-            return self._batched(x)
+            return self._batched(x, self._operands(self.params))
         outs = []
         for k, net in enumerate(self.members):
             n = x.shape[1] if lengths is None else int(lengths[k])
@@ -181,12 +212,12 @@ class StackedMLP:
     def inference(self, x: Tensor) -> Tensor:
         """``(K, B, out)`` without autograd and without calling hooks (acting, targets)."""
         with torch.no_grad():
-            return self._batched(x)
+            return self._batched(x, self._plain_layers)
 
     def member_inference(self, k: int, x: Tensor) -> Tensor:
         """Member ``k``'s ``(B, out)`` outputs for ``(B, ...)`` inputs, without autograd or hooks."""
         with torch.no_grad():
-            return self._batched(x.unsqueeze(0), [p[k : k + 1] for p in self.params])[0]
+            return self._batched(x.unsqueeze(0), self._operands([p[k : k + 1] for p in self._plain]))[0]
 
     def numpy_forward(self, obs: np.ndarray, member: int | None = None) -> np.ndarray | None:
         """Outputs for one observation per member, ``obs`` ``(K, ...)`` -> ``(K, out)`` (or
@@ -237,13 +268,12 @@ class StackedMLP:
 
         Call under ``torch.no_grad()``, only where :meth:`closed_form_ready` holds.
         """
-        params = self.params
         inputs = [x.flatten(2)]
-        for w, b, _, _, act in self._layers[:-1]:
-            h = torch.baddbmm(params[b].unsqueeze(1), inputs[-1], params[w].transpose(1, 2))
+        for weight_t, bias, _, _, act in self._plain_layers[:-1]:
+            h = torch.baddbmm(bias, inputs[-1], weight_t)
             inputs.append(h.relu_() if type(act) is nn.ReLU else h.tanh_())
-        w, b, _, _, _ = self._layers[-1]
-        return torch.baddbmm(params[b].unsqueeze(1), inputs[-1], params[w].transpose(1, 2)), inputs
+        weight_t, bias, _, _, _ = self._plain_layers[-1]
+        return torch.baddbmm(bias, inputs[-1], weight_t), inputs
 
     def backward_into_grad(self, inputs: list[Tensor], grad_out: Tensor) -> None:
         """Set each stacked tensor's ``.grad`` to d(loss)/dp given ``grad_out`` = d(loss)/d(output)
@@ -263,7 +293,7 @@ class StackedMLP:
             params[b].grad = delta.sum(1)
             if i == 0:
                 break
-            delta = torch.bmm(delta, params[w])
+            delta = torch.bmm(delta, self._plain[w])
             # autograd's own derivative kernels (one fused pass)
             if type(self._layers[i - 1][4]) is nn.ReLU:
                 delta = torch.ops.aten.threshold_backward(delta, h, 0)

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import math
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -500,7 +501,7 @@ class DQN(population.Population):
                 q_all, inputs = self._q.forward_saving(batch["obs"])
                 q_taken = q_all.gather(-1, actions).squeeze(-1)
                 loss = loss_fn(q_taken, target)
-                grad_taken = grad_fn(q_taken.clone(), target).unsqueeze(-1)
+                grad_taken = grad_fn(q_taken, target).unsqueeze(-1)
                 grad_out = torch.zeros_like(q_all).scatter_(-1, actions, grad_taken)
                 self._q.backward_into_grad(inputs, grad_out)
             return loss, q_taken.mean(-1), True
@@ -556,8 +557,10 @@ class DQN(population.Population):
                 m._obs, _ = env.reset(seed=m.config.seed + self.global_step)
                 m._episode_return, m._episode_length = 0.0, 0
         episodes: list[list[tuple[int, float, int]]] = [[] for _ in members]
-        # loss, Q, grad norm, closed form
-        sums = torch.zeros(self.k, 4, dtype=torch.float64, device=self.device)
+        # per member: loss, Q, grad norm (host floats: one read of each per update, which the
+        # finiteness check needs anyway); and the updates that ran in closed form
+        sums = [[0.0] * 3 for _ in members]
+        closed_updates = 0
         diverged: list[DivergenceError | None] = [None] * self.k
         updates = 0
         start_step, start_time = self.global_step, time.perf_counter()
@@ -597,9 +600,13 @@ class DQN(population.Population):
                     for _ in range(c.gradient_steps):
                         batch = self.buffer.sample(c.batch_size, self._rngs)
                         loss, q_mean, closed = self._backward(batch)
-                        self._check_losses(step, loss, diverged)
+                        losses = loss.tolist()
+                        self._check_losses(step, losses, diverged)
                         norms = self._apply_gradients()
-                        sums += torch.stack([loss, q_mean, norms, torch.full_like(loss, closed)], 1)
+                        values = zip(losses, q_mean.tolist(), norms.tolist(), strict=True)
+                        for k, row in enumerate(values):
+                            sums[k] = [t + v for t, v in zip(sums[k], row, strict=True)]
+                        closed_updates += closed
                         updates += 1
                 if step % c.target_network_frequency == 0:
                     self._update_target(c.tau)
@@ -617,9 +624,9 @@ class DQN(population.Population):
         for k in range(self.k):
             metrics: dict[str, float] = {}
             if updates:
-                means = (sums[k] / updates).tolist()
+                means = [value / updates for value in sums[k]]
                 metrics = {"losses/td_loss": means[0], "losses/q_values": means[1],
-                           "losses/grad_norm": means[2], "perf/closed_form": means[3]}
+                           "losses/grad_norm": means[2], "perf/closed_form": closed_updates / updates}
             metrics["charts/epsilon"] = self.epsilon()
             metrics["charts/sps"] = (self.global_step - start_step) / elapsed
             results.append(LearnResult(self.global_step, episodes[k], metrics, updates, diverged[k]))
@@ -633,10 +640,10 @@ class DQN(population.Population):
             q_values = self._q.inference(x)[:, 0].cpu().numpy()
         return q_values.argmax(-1)
 
-    def _check_losses(self, step: int, loss: Tensor, diverged: list) -> None:
-        if not bool(torch.isfinite(loss).all()):
-            for k, value in enumerate(loss.tolist()):
-                if diverged[k] is None and not np.isfinite(value):
+    def _check_losses(self, step: int, losses: list[float], diverged: list) -> None:
+        if not all(map(math.isfinite, losses)):
+            for k, value in enumerate(losses):
+                if diverged[k] is None and not math.isfinite(value):
                     diverged[k] = DivergenceError(step, "losses/td_loss", value)
             if self.k == 1:
                 raise diverged[0]

@@ -67,8 +67,8 @@ def clip_per_member(params: Sequence[Tensor], max_norm: float | None) -> Tensor:
     norms = member_grad_norms(params)
     if max_norm is not None:
         coef = (max_norm / (norms + 1e-6)).clamp_(max=1.0)
-        for p in params:
-            p.grad.mul_(coef.view(-1, *([1] * (p.grad.dim() - 1))))
+        torch._foreach_mul_([p.grad for p in params],
+                            [coef.view(-1, *([1] * (p.dim() - 1))) for p in params])
     return norms
 
 

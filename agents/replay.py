@@ -71,6 +71,7 @@ class ReplayBuffer:
         self.ends = np.zeros(shape, dtype=np.bool_)  # terminated or truncated
         self._flat = {f: getattr(self, f).reshape(-1, *getattr(self, f).shape[2:])
                       for f in self._FIELDS}  # views: (members * capacity, ...)
+        self._rows = np.arange(self.members)[:, None]
         self.pos = 0
         self.size = 0
         self._powers = self.gamma ** np.arange(self.n_step + 1, dtype=np.float64)
@@ -121,7 +122,10 @@ class ReplayBuffer:
             raise AgentError("cannot sample from an empty replay buffer")
         if isinstance(rng, np.random.Generator):
             return self.gather(rng.integers(0, self.size, size=batch_size))
-        return self.gather(np.stack([g.integers(0, self.size, size=batch_size) for g in rng]))
+        idx = np.empty((len(rng), batch_size), dtype=np.int64)
+        for k, g in enumerate(rng):
+            idx[k] = g.integers(0, self.size, size=batch_size)
+        return self.gather(idx)
 
     def gather(self, idx: np.ndarray, member: int | None = None) -> Batch:
         """The n-step batch for stored indices ``idx`` (see the module docstring): ``idx``
@@ -134,7 +138,7 @@ class ReplayBuffer:
                 member = 0
             batch = self._gather(idx[None], np.array([[member]]))
             return {k: v[0] for k, v in batch.items()}
-        return self._gather(idx, np.arange(self.members)[:, None])
+        return self._gather(idx, self._rows)
 
     def _gather(self, idx: np.ndarray, rows: np.ndarray) -> Batch:
         # 1-D takes on the flattened (members * capacity) arrays: much cheaper than 2-D
@@ -142,27 +146,27 @@ class ReplayBuffer:
         cap = self.capacity
         base = rows * cap
         flat = self._flat
+        first = base + idx
         if self.n_step == 1:
-            rewards = flat["rewards"][base + idx]
-            last = idx
-            discounts = self.gamma * ~flat["terminated"][base + last]
+            rewards = flat["rewards"][first]
+            last = first
+            discounts = self.gamma * ~flat["terminated"][last]
         else:
             offsets = np.arange(self.n_step)
-            window = (idx[..., None] + offsets) % cap
+            window = base[..., None] + (idx[..., None] + offsets) % cap
             newer = (self.pos - 1 - idx) % cap  # transitions stored after idx
-            window_flat = base[..., None] + window
-            ends = flat["ends"][window_flat]
+            ends = flat["ends"][window]
             ended_before = (np.cumsum(ends, axis=-1) - ends) > 0
             include = (offsets <= newer[..., None]) & ~ended_before
             k = include.sum(axis=-1)
-            rewards = (flat["rewards"][window_flat] * self._powers[: self.n_step] * include).sum(axis=-1)
-            last = np.take_along_axis(window, (k - 1)[..., None], axis=-1)[..., 0]
-            discounts = self._powers[k] * ~flat["terminated"][base + last]
+            rewards = (flat["rewards"][window] * self._powers[: self.n_step] * include).sum(axis=-1)
+            last = base + (idx + k - 1) % cap  # window[..., k - 1]
+            discounts = self._powers[k] * ~flat["terminated"][last]
         batch = {
-            "obs": flat["obs"][base + idx],
-            "actions": flat["actions"][base + idx],
+            "obs": flat["obs"][first],
+            "actions": flat["actions"][first],
             "rewards": np.asarray(rewards, dtype=np.float32),
-            "next_obs": flat["next_obs"][base + last],
+            "next_obs": flat["next_obs"][last],
             "discounts": np.asarray(discounts, dtype=np.float32),
         }
         out = {k: to_device(v, self.device) for k, v in batch.items()}

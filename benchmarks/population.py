@@ -1,8 +1,8 @@
 """Member-env-steps/s per core of a population of K seeds vs K single runs, same run.
 
 DQN at S2's settings (``plasticity/MiniGridHiddenGoal-v0``, 20-128-128-3 ReLU Q network,
-batch 128, 3-step returns, one gradient step per env step, gradient clipping at 10, Adam
-lr 1e-3); PPO at S1's (same stream, 4 envs x 128 steps, 64-64 tanh actor and critic, 4
+batch 128, 3-step Huber TD loss, one gradient step per env step, gradient clipping at 10,
+Adam lr 1e-3); PPO at S1's (same stream, 4 envs x 128 steps, 64-64 tanh actor and critic, 4
 minibatches x 4 epochs). One torch thread. For every K the population trains K members
 for ``--steps`` env steps each after a warm-up past ``learning_starts``; the single-run
 rate is one run of the same settings measured in the same round (K single runs cost K times
@@ -43,7 +43,8 @@ STREAM = "plasticity/MiniGridHiddenGoal-v0"
 PERIOD = 15_000
 DQN_S2 = dict(learning_rate=1e-3, buffer_size=15_000, batch_size=128, learning_starts=1000,
               train_frequency=1, gradient_steps=1, n_step=3, max_grad_norm=10.0,
-              widths=(128, 128), exploration_steps=3750, target_network_frequency=500)
+              widths=(128, 128), exploration_steps=3750, target_network_frequency=500,
+              loss="huber")
 PPO_S1 = dict(num_envs=4, num_steps=128, num_minibatches=4, update_epochs=4, widths=(64, 64),
               total_steps=360_000)
 

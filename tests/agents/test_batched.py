@@ -52,6 +52,15 @@ def test_member_views_alias_the_stacked_storage_both_ways():
     assert torch.equal(stacked.param("hidden.1.linear.weight")[2], nets[2].hidden[1].linear.weight)
     assert nets[0].hidden[0].linear.weight.abs().sum() == 0
     assert stacked.param("head.bias")[0].abs().max() < 2  # other members untouched
+    # the no-grad paths' operands (built once) see every in-place change
+    nets[0].load_state_dict(copy.deepcopy(nets[2]).state_dict())
+    x = torch.randn(3, 4, 6, generator=torch.Generator().manual_seed(2))
+    expected = torch.stack([net(x[k]) for k, net in enumerate(nets)]).detach()
+    assert torch.allclose(stacked.member_inference(0, x[2]), expected[2], atol=1e-6)  # loaded
+    assert torch.allclose(stacked.inference(x), expected, atol=1e-6)
+    with torch.no_grad():
+        out, _ = stacked.forward_saving(x)
+    assert torch.allclose(out, expected, atol=1e-6)
     twin = copy.deepcopy(nets[0])  # a copy is independent storage
     with torch.no_grad():
         twin.head.bias.add_(1.0)
@@ -111,5 +120,8 @@ def test_closed_form_is_refused_where_it_would_be_wrong():
     handle.remove()
     handle = nets[0].hidden[0].register_full_backward_hook(lambda m, gi, go: None)
     assert not stacked.closed_form_ready()
+    handle.remove()
+    handle = torch.nn.modules.module.register_module_forward_hook(lambda m, i, o: None)
+    assert not stacked.closed_form_ready()  # a global hook, registered after construction
     handle.remove()
     assert stacked.closed_form_ready()
