@@ -32,10 +32,13 @@ def _draw(fn, shape: tuple[int, ...], generator: Generators, like: Tensor) -> Te
     network on any device."""
     if isinstance(generator, torch.Generator):
         out = fn(shape, generator=generator, dtype=like.dtype, device=generator.device)
+    elif len(generator) == 1:  # a single run: its draw, without a stack
+        g = generator[0]
+        out = fn(shape[1:], generator=g, dtype=like.dtype, device=g.device).unsqueeze(0)
     else:
         out = torch.stack([fn(shape[1:], generator=g, dtype=like.dtype, device=g.device)
                            for g in generator])
-    return out.to(like.device)
+    return out if out.device == like.device else out.to(like.device)
 
 
 class CategoricalPolicy:

@@ -687,8 +687,9 @@ class PPO(population.Population):
         return pg_loss - self.entropy_coef() * entropy + c.vf_coef * v_loss, stats
 
     def _check_loss(self, loss: Tensor, diverged: list) -> None:
-        if not bool(torch.isfinite(loss).all()):
-            for k, value in enumerate(loss.tolist()):
+        losses = loss.tolist()  # one read of K floats: cheaper than isfinite().all() and bool()
+        if not all(map(math.isfinite, losses)):
+            for k, value in enumerate(losses):
                 if diverged[k] is None and not math.isfinite(value):
                     diverged[k] = DivergenceError(self.global_step, "loss", value)
             if self.k == 1:
