@@ -40,17 +40,12 @@ from torch.nn.modules import module as torch_module
 from agents.base import AgentError
 from agents.networks import MLP
 
-__all__ = ["StackedMLP", "any_hooks"]
-
-
-def any_hooks(modules: Sequence[nn.Module]) -> bool:
-    """Whether a module hook (forward or backward; global, or on one of ``modules``) or a
-    tensor hook on one of their parameters would be called by a forward/backward pass."""
-    return _HookScan(modules).any()
+__all__ = ["StackedMLP"]
 
 
 class _HookScan:
-    """:func:`any_hooks` of fixed ``modules``, with the dictionaries to look in collected once.
+    """Whether a module hook (forward or backward; global, or on one of fixed ``modules``)
+    or a tensor hook on one of their parameters would be called by a forward/backward pass.
 
     A module's hook dictionaries are created with it and only filled and emptied by
     ``register_*_hook`` and the handles' ``remove``, so they are read, not re-found, at

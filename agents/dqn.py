@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import math
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -601,7 +600,8 @@ class DQN(population.Population):
                         batch = self.buffer.sample(c.batch_size, self._rngs)
                         loss, q_mean, closed = self._backward(batch)
                         losses = loss.tolist()
-                        self._check_losses(step, losses, diverged)
+                        population.check_losses_finite(step, "losses/td_loss", losses, diverged,
+                                                       self.k == 1)
                         norms = self._apply_gradients()
                         values = zip(losses, q_mean.tolist(), norms.tolist(), strict=True)
                         for k, row in enumerate(values):
@@ -639,14 +639,6 @@ class DQN(population.Population):
             x = common.to_device(obs, self.device, torch.float32).unsqueeze(1)
             q_values = self._q.inference(x)[:, 0].cpu().numpy()
         return q_values.argmax(-1)
-
-    def _check_losses(self, step: int, losses: list[float], diverged: list) -> None:
-        if not all(map(math.isfinite, losses)):
-            for k, value in enumerate(losses):
-                if diverged[k] is None and not math.isfinite(value):
-                    diverged[k] = DivergenceError(step, "losses/td_loss", value)
-            if self.k == 1:
-                raise diverged[0]
 
     # ------------------------------------------------------------------ oracle and state
 

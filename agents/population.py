@@ -21,6 +21,7 @@ member parameter holds views of that member's slice of the moments, so Adam-stat
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
@@ -30,7 +31,8 @@ from torch import Tensor, nn
 from agents._common import check_parameters_finite
 from agents.base import AgentError, DivergenceError, Mitigation
 
-__all__ = ["MemberOptimizer", "Population", "check_members_finite", "clip_per_member",
+__all__ = ["MemberOptimizer", "Population", "check_losses_finite", "check_members_finite",
+           "clip_per_member",
            "member_mitigations", "real_hooks", "seeds_of"]
 
 
@@ -171,6 +173,20 @@ class MemberOptimizer:
                     entry[key].copy_(value)
                 else:
                     entry[key][self.k].copy_(value)
+
+
+def check_losses_finite(step: int, what: str, losses: list[float],
+                        diverged: list[DivergenceError | None], raise_first: bool) -> None:
+    """Record in ``diverged[k]`` member k's first non-finite loss (``losses``: the update's
+    per-member losses as host floats, read once); with ``raise_first`` (a population of one)
+    raise it instead."""
+    if all(map(math.isfinite, losses)):
+        return
+    for k, value in enumerate(losses):
+        if diverged[k] is None and not math.isfinite(value):
+            diverged[k] = DivergenceError(step, what, value)
+    if raise_first:
+        raise diverged[0]
 
 
 def check_members_finite(step: int, members: Sequence[Any],

@@ -621,7 +621,8 @@ class PPO(population.Population):
                     index, mask = common.to_device(idx, self.device), common.to_device(real, self.device)
                     minibatch = {key: v[rows, index] for key, v in batch.items()}
                     loss, stats = self._losses(minibatch, mask, lengths)
-                    self._check_loss(loss, diverged)
+                    population.check_losses_finite(self.global_step, "loss", loss.tolist(),
+                                                   diverged, self.k == 1)
                     norms = self._optimizer_step(loss)
                     sums += torch.stack([*stats, norms], 1)
                     updates += 1
@@ -685,15 +686,6 @@ class PPO(population.Population):
                      _masked_mean(((ratio - 1.0).abs() > c.clip_coef).float(), mask, count),
                      v_loss.detach()]
         return pg_loss - self.entropy_coef() * entropy + c.vf_coef * v_loss, stats
-
-    def _check_loss(self, loss: Tensor, diverged: list) -> None:
-        losses = loss.tolist()  # one read of K floats: cheaper than isfinite().all() and bool()
-        if not all(map(math.isfinite, losses)):
-            for k, value in enumerate(losses):
-                if diverged[k] is None and not math.isfinite(value):
-                    diverged[k] = DivergenceError(self.global_step, "loss", value)
-            if self.k == 1:
-                raise diverged[0]
 
     def _optimizer_step(self, loss: Tensor) -> Tensor:
         """Backward of the summed member losses, per-member clipping, hooks, Adam; the
