@@ -18,8 +18,9 @@ This module is also the one place for the speed paths of the training loop, each
 against the plain module forward / autograd (tests/agents/test_batched.py):
 
 * :meth:`StackedMLP.inference` -- the forward without autograd or hooks (acting, targets);
-* :meth:`StackedMLP.numpy_forward` -- acting on one observation per member in numpy
-  (~5x cheaper than torch's per-op overhead for a single row);
+* :meth:`StackedMLP.numpy_inference` / :meth:`StackedMLP.numpy_forward` -- acting in
+  numpy (a batch per member, or one observation per member: ~3x cheaper per op than
+  torch's dispatch on rows this small);
 * :meth:`StackedMLP.forward_saving` / :meth:`StackedMLP.backward_into_grad` -- the
   closed-form MLP backward used by DQN (:func:`closed_form_ready` says when it is exact);
 * :meth:`StackedMLP.forward` -- the autograd forward; when a hook listens on a member's
@@ -119,7 +120,9 @@ class StackedMLP:
         # otherwise pay a transpose and an unsqueeze per layer per call.
         self._plain = [p.detach() for p in self.params]
         self._plain_layers = self._operands(self._plain)
-        self._numpy: list | None = None
+        self._plain_member_layers = [self._operands([p[k] for p in self._plain])
+                                     for k in range(self.k)]
+        self._numpy: list[list[tuple]] | None = None  # built at first use
         self._by_member = False
 
     # --------------------------------------------------------------------------- structure
@@ -138,8 +141,15 @@ class StackedMLP:
         return plan
 
     def _operands(self, params: Sequence[Tensor]) -> list[tuple]:
-        """Per layer ``(W^T, b, LN weight, LN bias, act)`` shaped for :func:`torch.baddbmm`
-        on ``(K, B, in)`` inputs: ``(K, in, out)``, ``(K, 1, out)``... (views of ``params``)."""
+        """Per layer ``(weight, bias, LN weight, LN bias, act)`` as views of ``params``: of
+        the stacked tensors, shaped for :func:`torch.baddbmm` on ``(K, B, in)`` inputs
+        (``W^T`` ``(K, in, out)``, ``(K, 1, out)``...); of one member's, for
+        :func:`torch.nn.functional.linear` on ``(B, in)`` inputs (the parameters as they are)."""
+        if params[self._layers[0][0]].dim() == 2:
+            return [(params[w], params[b], None if ln_w is None else params[ln_w],
+                     None if ln_b is None else params[ln_b], act)
+                    for w, b, ln_w, ln_b, act in self._layers]
+
         def row(i: int | None) -> Tensor | None:
             return None if i is None else params[i].unsqueeze(1)
 
@@ -169,11 +179,12 @@ class StackedMLP:
     # ----------------------------------------------------------------------------- forward
 
     @staticmethod
-    def _batched(x: Tensor, layers: Sequence[tuple]) -> Tensor:
-        """The forward through ``layers`` (:meth:`_operands`) for ``(K, B, ...)`` inputs."""
-        h = x.flatten(2)
-        for weight_t, bias, ln_w, ln_b, act in layers:
-            h = torch.baddbmm(bias, h, weight_t)
+    def _batched(h: Tensor, layers: Sequence[tuple]) -> Tensor:
+        """The forward through ``layers`` (:meth:`_operands`) for flat inputs: ``(K, B, in)``
+        with the stacked operands, ``(B, in)`` with one member's."""
+        batched = h.dim() == 3
+        for weight, bias, ln_w, ln_b, act in layers:
+            h = torch.baddbmm(bias, h, weight) if batched else F.linear(h, weight, bias)
             if ln_w is not None:
                 h = F.layer_norm(h, h.shape[-1:]) * ln_w + ln_b
             if act is not None:
@@ -187,10 +198,15 @@ class StackedMLP:
         member runs through its own module (on its first ``lengths[k]`` rows only, the rest
         being padding: the hooks see what a single run shows them; padded outputs are 0)
         and the gradients reach the members' views (:meth:`finish_backward` collects them).
+        A population of one runs the plain 2-D forward of its member's views, whose
+        backward autograd does in fewer ops than the batched one's.
         """
-        self._by_member = self.hooked()
+        hooked = self.hooked()
+        self._by_member = hooked or self.k == 1
         if not self._by_member:
-            return self._batched(x, self._operands(self.params))
+            return self._batched(x.flatten(2), self._operands(self.params))
+        if not hooked:
+            return self._batched(x[0].flatten(1), self._operands(self._member_params[0]))[None]
         outs = []
         for k, net in enumerate(self.members):
             n = x.shape[1] if lengths is None else int(lengths[k])
@@ -205,56 +221,65 @@ class StackedMLP:
             self.stack_member_grads()
 
     def inference(self, x: Tensor) -> Tensor:
-        """``(K, B, out)`` without autograd and without calling hooks (acting, targets)."""
-        with torch.no_grad():
-            return self._batched(x, self._plain_layers)
+        """``(K, B, out)`` without autograd and without calling hooks (acting, targets).
+
+        The operands are detached views of the stacked storage, so for inputs that need no
+        gradient (observations) no graph is recorded, without the cost of a ``no_grad``
+        context, which on these small forwards is a good part of the whole."""
+        if self.k == 1:
+            return self._batched(x[0].flatten(1), self._plain_member_layers[0])[None]
+        return self._batched(x.flatten(2), self._plain_layers)
 
     def member_inference(self, k: int, x: Tensor) -> Tensor:
         """Member ``k``'s ``(B, out)`` outputs for ``(B, ...)`` inputs, without autograd or hooks."""
-        with torch.no_grad():
-            return self._batched(x.unsqueeze(0), self._operands([p[k : k + 1] for p in self._plain]))[0]
+        return self._batched(x.flatten(1), self._plain_member_layers[k])
 
-    def numpy_forward(self, obs: np.ndarray, member: int | None = None) -> np.ndarray | None:
-        """Outputs for one observation per member, ``obs`` ``(K, ...)`` -> ``(K, out)`` (or
-        ``(...)`` -> ``(out,)`` for one ``member``), in numpy; None where unsupported
-        (parameters off the CPU, LayerNorm, activations other than ReLU/tanh: use
-        :meth:`inference`).
+    def numpy_inference(self, x: np.ndarray, member: int | None = None) -> np.ndarray | None:
+        """:meth:`inference` in numpy (``x`` ``(K, B, ...)`` -> ``(K, B, out)``), or for one
+        ``member`` :meth:`member_inference` (``(B, ...)`` -> ``(B, out)``); None where
+        unsupported (parameters off the CPU, LayerNorm, activations other than ReLU/tanh:
+        use those). On arrays this small a numpy op costs a fraction of a torch op's
+        dispatch, and acting runs these forwards at every env step.
 
         The numpy arrays are views of the stacked storage, which is only changed in place,
         so they stay current.
         """
         if self._numpy is None:
-            self._numpy = [self._numpy_plan()]
-        plan = self._numpy[0]
-        if plan is None:
+            self._numpy = self._numpy_plans()
+        if not self._numpy:
             return None
-        if member is None:
-            x = np.asarray(obs, dtype=np.float32).reshape(self.k, 1, -1)
-            for weight_t, bias, fn in plan:
-                x = np.matmul(x, weight_t) + bias
-                if fn is not None:
-                    x = fn(x)
-            return x[:, 0]
-        x = np.asarray(obs, dtype=np.float32).reshape(1, -1)
-        for weight_t, bias, fn in plan:
-            x = x @ weight_t[member] + bias[member]
-            if fn is not None:
-                x = fn(x)
-        return x[0]
+        x = np.asarray(x, dtype=np.float32)
+        if member is not None:
+            return _numpy_run(x.reshape(len(x), -1), self._numpy[1 + member])
+        if self.k == 1:  # 2-D products: cheaper than a stack of one
+            return _numpy_run(x.reshape(x.shape[1], -1), self._numpy[1])[None]
+        return _numpy_run(x.reshape(self.k, x.shape[1], -1), self._numpy[0])
 
-    def _numpy_plan(self) -> list | None:
-        """Per layer (transposed weight, bias, activation) as numpy views of the stacked
-        storage; None where :meth:`numpy_forward` is unsupported."""
+    def numpy_forward(self, obs: np.ndarray, member: int | None = None) -> np.ndarray | None:
+        """:meth:`numpy_inference` of one observation per member, ``obs`` ``(K, ...)`` ->
+        ``(K, out)`` (or ``(...)`` -> ``(out,)`` for one ``member``); None where unsupported."""
+        obs = np.asarray(obs, dtype=np.float32)
+        if member is None:
+            out = self.numpy_inference(obs.reshape(self.k, 1, -1))
+            return None if out is None else out[:, 0]
+        out = self.numpy_inference(obs.reshape(1, -1), member)
+        return None if out is None else out[0]
+
+    def _numpy_plans(self) -> list[list[tuple]]:
+        """``[stacked plan, member 0's plan, member 1's...]``, each per layer (transposed
+        weight, bias, activation) as numpy views of the stacked storage (the stacked ones
+        ``(K, in, out)``, ``(K, 1, out)``); empty where :meth:`numpy_inference` is unsupported."""
         if self.params[0].device.type != "cpu":
-            return None
-        plan = []
+            return []
+        stacked = []
         for w, b, ln_w, _, act in self._layers:
             fn = None if act is None else {nn.ReLU: _relu, nn.Tanh: np.tanh}.get(type(act), False)
             if fn is False or ln_w is not None:
-                return None
-            plan.append((self.params[w].detach().numpy().transpose(0, 2, 1),
-                         self.params[b].detach().numpy()[:, None, :], fn))
-        return plan
+                return []
+            stacked.append((self.params[w].detach().numpy().transpose(0, 2, 1),
+                            self.params[b].detach().numpy()[:, None, :], fn))
+        members = [[(w[k], b[k, 0], fn) for w, b, fn in stacked] for k in range(self.k)]
+        return [stacked, *members]
 
     # ------------------------------------------------------------------ closed-form backward
 
@@ -310,7 +335,8 @@ class StackedMLP:
             grads = [owned[i].grad for owned in self._member_params]
             if all(g is None for g in grads):
                 continue  # used outside the modules only (PPO's log_std): p.grad has it
-            stacked = torch.stack([torch.zeros_like(p[0]) if g is None else g for g in grads])
+            stacked = (grads[0][None] if self.k == 1  # a view: nothing to copy
+                       else torch.stack([torch.zeros_like(p[0]) if g is None else g for g in grads]))
             p.grad = stacked if p.grad is None else p.grad + stacked
 
     def link_grads(self, k: int) -> None:
@@ -327,6 +353,15 @@ class StackedMLP:
         """``self <- self + weight * (other - self)`` (Polyak averaging), in place."""
         with torch.no_grad():
             torch._foreach_lerp_(self.params, other.params, weight)
+
+
+def _numpy_run(h: np.ndarray, plan: list[tuple]) -> np.ndarray:
+    """The forward of flat inputs through a numpy plan (:meth:`StackedMLP._numpy_plans`)."""
+    for weight_t, bias, fn in plan:
+        h = h @ weight_t + bias
+        if fn is not None:
+            h = fn(h)
+    return h
 
 
 def _relu(x: np.ndarray) -> np.ndarray:

@@ -9,36 +9,43 @@ change training) and the maths is a few tensor ops:
 * :class:`GaussianPolicy` (Box actions): diagonal Gaussian with a state-independent
   ``log_std`` parameter; ``log pi(a|s) = sum_d [-(a_d-mu_d)^2 / (2 sigma_d^2) - log sigma_d
   - log(2 pi)/2]``, ``H = sum_d [1/2 + log(2 pi)/2 + log sigma_d]``.
+
+Each ``sample`` has a numpy twin, ``sample_numpy``, for acting on the CPU (the same draws
+from the same generators; tests/agents/test_distributions_and_config.py holds them equal).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
 _HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
 
-Generators = torch.Generator | Sequence[torch.Generator]
+Generators = torch.Generator | list[torch.Generator] | tuple[torch.Generator, ...]
 
 
-def _draw(fn, shape: tuple[int, ...], generator: Generators, like: Tensor) -> Tensor:
-    """``fn(shape)`` from ``generator``, on ``like``'s device and dtype; with one generator
-    per member (a population, leading axis of ``shape``), member k's slice is drawn from
-    ``generator[k]`` exactly as its own run would draw it. The draw happens on the
-    generator's device and is then moved, so a CPU generator gives the same actions to a
-    network on any device."""
-    if isinstance(generator, torch.Generator):
-        out = fn(shape, generator=generator, dtype=like.dtype, device=generator.device)
-    elif len(generator) == 1:  # a single run: its draw, without a stack
+def _draw(fn, shape: tuple[int, ...], generator: Generators, dtype: torch.dtype) -> Tensor:
+    """``fn(shape)`` from ``generator``, on the generator's device; with one generator per
+    member (a population, leading axis of ``shape``), member k's slice is drawn from
+    ``generator[k]`` exactly as its own run would draw it. Drawn on the generator's device
+    (the host's, for the agents), so a CPU generator gives the same actions to a network on
+    any device."""
+    # A list or tuple is asked for first: isinstance against torch.Generator goes through a
+    # Python-level metaclass check, dear at one call per env step.
+    if not isinstance(generator, (list, tuple)):
+        return fn(shape, generator=generator, dtype=dtype, device=generator.device)
+    if len(generator) == 1:  # a single run: its draw, without a stack
         g = generator[0]
-        out = fn(shape[1:], generator=g, dtype=like.dtype, device=g.device).unsqueeze(0)
-    else:
-        out = torch.stack([fn(shape[1:], generator=g, dtype=like.dtype, device=g.device)
-                           for g in generator])
-    return out if out.device == like.device else out.to(like.device)
+        return fn(shape[1:], generator=g, dtype=dtype, device=g.device).unsqueeze(0)
+    return torch.stack([fn(shape[1:], generator=g, dtype=dtype, device=g.device)
+                        for g in generator])
+
+
+def _on(x: Tensor, like: Tensor) -> Tensor:
+    return x if x.device == like.device else x.to(like.device)
 
 
 class CategoricalPolicy:
@@ -51,9 +58,20 @@ class CategoricalPolicy:
         # the tiny batches of acting).
         log_probs = torch.log_softmax(logits, dim=-1)
         cdf = log_probs.exp().cumsum(-1)
-        u = _draw(torch.rand, (*logits.shape[:-1], 1), generator, logits)
+        u = _on(_draw(torch.rand, (*logits.shape[:-1], 1), generator, logits.dtype), logits)
         actions = (cdf < u * cdf[..., -1:]).sum(-1, keepdim=True).clamp_(max=logits.shape[-1] - 1)
         return actions.squeeze(-1), log_probs.gather(-1, actions).squeeze(-1)
+
+    def sample_numpy(self, logits: np.ndarray, generator: Generators) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`sample` for float32 numpy logits (acting on the CPU, where numpy's per-op
+        cost is a fraction of torch's): the same uniforms, so the same actions but where a
+        uniform falls within rounding of a CDF step; log-probabilities to float32 rounding."""
+        z = logits - logits.max(-1, keepdims=True)
+        log_probs = z - np.log(np.exp(z).sum(-1, keepdims=True))
+        cdf = np.exp(log_probs).cumsum(-1)
+        u = _draw(torch.rand, (*logits.shape[:-1], 1), generator, torch.float32).numpy()
+        actions = np.minimum((cdf < u * cdf[..., -1:]).sum(-1), logits.shape[-1] - 1)
+        return actions, np.take_along_axis(log_probs, actions[..., None], -1)[..., 0]
 
     def log_prob_entropy(self, logits: Tensor, actions: Tensor) -> tuple[Tensor, Tensor]:
         log_probs = torch.log_softmax(logits, dim=-1)
@@ -79,9 +97,18 @@ class GaussianPolicy:
         self.log_std = log_std
 
     def sample(self, mean: Tensor, generator: Generators) -> tuple[Tensor, Tensor]:
-        noise = _draw(torch.randn, tuple(mean.shape), generator, mean)
+        noise = _on(_draw(torch.randn, tuple(mean.shape), generator, mean.dtype), mean)
         actions = mean + self.log_std.exp() * noise
         log_prob = (-0.5 * noise.square() - self.log_std - _HALF_LOG_2PI).sum(-1)
+        return actions, log_prob
+
+    def sample_numpy(self, mean: np.ndarray, generator: Generators) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`sample` for float32 numpy means (a CPU log-std): the same noise, the same
+        actions and log-probabilities to float32 rounding."""
+        log_std = self.log_std.detach().numpy()
+        noise = _draw(torch.randn, mean.shape, generator, torch.float32).numpy()
+        actions = mean + np.exp(log_std) * noise
+        log_prob = (-0.5 * np.square(noise) - log_std - _HALF_LOG_2PI).sum(-1)
         return actions, log_prob
 
     def log_prob_entropy(self, mean: Tensor, actions: Tensor) -> tuple[Tensor, Tensor]:

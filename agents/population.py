@@ -69,8 +69,11 @@ def clip_per_member(params: Sequence[Tensor], max_norm: float | None) -> Tensor:
     norms = member_grad_norms(params)
     if max_norm is not None:
         coef = (max_norm / (norms + 1e-6)).clamp_(max=1.0)
-        torch._foreach_mul_([p.grad for p in params],
-                            [coef.view(-1, *([1] * (p.dim() - 1))) for p in params])
+        grads = [p.grad for p in params]
+        if len(coef) == 1:  # one member: one scalar for every tensor, not a view per tensor
+            torch._foreach_mul_(grads, coef[0])
+        else:
+            torch._foreach_mul_(grads, [coef.view(-1, *([1] * (p.dim() - 1))) for p in params])
     return norms
 
 

@@ -187,9 +187,36 @@ _STATS = ("losses/policy_loss", "losses/entropy", "losses/old_approx_kl", "losse
           "losses/clipfrac", "losses/value_loss", "losses/grad_norm")
 
 
-def _masked_mean(x: Tensor, mask: Tensor, count: Tensor) -> Tensor:
-    """Mean over each member's real rows: ``x``, ``mask`` ``(K, M)``, ``count`` ``(K,)``."""
-    return (x * mask).sum(-1) / count
+class _MemberMeans:
+    """Means over each member's real rows of a ``(K, M)`` minibatch padded to the longest
+    member's ``M = max(lengths)`` rows: a plain mean over the rows where no member is
+    padded (always in a single run), masked sums over the real counts otherwise."""
+
+    def __init__(self, lengths: Sequence[int], device: torch.device) -> None:
+        width = max(lengths)
+        self.padded = min(lengths) < width
+        if self.padded:
+            real = np.arange(width) < np.asarray(lengths)[:, None]
+            self.mask = common.to_device(real.astype(np.float32), device)
+            self.count = torch.tensor(lengths, dtype=torch.float32, device=device)
+
+    def __call__(self, x: Tensor) -> Tensor:
+        """``(K,)`` means of ``x`` ``(K, M)``."""
+        if not self.padded:
+            return x.mean(-1)
+        return (x * self.mask).sum(-1) / self.count
+
+    def standardize(self, x: Tensor) -> Tensor:
+        """``(x - mean) / (std + 1e-8)`` per member over its real rows (``std`` with Bessel's
+        correction, as ``torch.std``); a member with a single row is left as it is."""
+        if not self.padded:
+            if x.shape[-1] < 2:
+                return x
+            return (x - x.mean(-1, keepdim=True)) / (x.std(-1, keepdim=True) + 1e-8)
+        mean = self(x).unsqueeze(-1)
+        var = ((x - mean).square() * self.mask).sum(-1) / (self.count - 1).clamp(min=1)
+        standardized = (x - mean) / (var.sqrt().unsqueeze(-1) + 1e-8)
+        return torch.where(self.count.unsqueeze(-1) > 1, standardized, x)
 
 
 class PPOMember:
@@ -545,6 +572,7 @@ class PPO(population.Population):
         self._critic = StackedMLP([m.critic for m in self.members])
         self._params = [*self._actor.params, *self._critic.params]
         self._optimizer = common.make_adam(self._params, self.config)
+        self._ones = torch.ones(self.k, device=self.device)
         for k, m in enumerate(self.members):
             owned = [*self._actor.member_params(k), *self._critic.member_params(k)]
             m.optimizer = population.MemberOptimizer(self._optimizer, self._params, owned, k)
@@ -593,7 +621,6 @@ class PPO(population.Population):
         explained = np.zeros(self.k)
         diverged: list[DivergenceError | None] = [None] * self.k
         updates = rollouts = 0
-        rows = torch.arange(self.k, device=self.device)[:, None]
         start_step, start_time = self.global_step, time.perf_counter()
         while self.global_step < until:
             if c.anneal_lr:
@@ -605,6 +632,9 @@ class PPO(population.Population):
                                           list(range(self.k)))
             for k, m in enumerate(members):
                 m.last_rollout = {key: v[k, : counts[k]] for key, v in batch.items()}
+            # Rows of the (K * width, ...) flattened batch: member k's row i is k * width + i.
+            flat = {key: v.flatten(0, 1) for key, v in batch.items()}
+            width = batch["obs"].shape[1]
 
             for _epoch in range(c.update_epochs):
                 splits = [np.array_split(m.rng.permutation(int(n)), c.num_minibatches)
@@ -612,15 +642,12 @@ class PPO(population.Population):
                 for j in range(c.num_minibatches):
                     parts = [split[j] for split in splits]
                     lengths = [len(p) for p in parts]
-                    width = max(lengths)
-                    idx = np.zeros((self.k, width), dtype=np.int64)
-                    real = np.zeros((self.k, width), dtype=np.float32)
+                    idx = np.zeros((self.k, max(lengths)), dtype=np.int64)  # padding: row 0
                     for k, p in enumerate(parts):
-                        idx[k, : len(p)] = p
-                        real[k, : len(p)] = 1.0
-                    index, mask = common.to_device(idx, self.device), common.to_device(real, self.device)
-                    minibatch = {key: v[rows, index] for key, v in batch.items()}
-                    loss, stats = self._losses(minibatch, mask, lengths)
+                        idx[k, : len(p)] = p + k * width
+                    index = common.to_device(idx, self.device)
+                    minibatch = {key: v[index] for key, v in flat.items()}
+                    loss, stats = self._losses(minibatch, lengths)
                     population.check_losses_finite(self.global_step, "loss", loss.tolist(),
                                                    diverged, self.k == 1)
                     norms = self._optimizer_step(loss)
@@ -651,26 +678,24 @@ class PPO(population.Population):
             results.append(LearnResult(self.global_step, episodes[k], metrics, updates, diverged[k]))
         return results[0] if single else results
 
-    def _losses(self, mb: Batch, mask: Tensor, lengths: list[int]) -> tuple[Tensor, list[Tensor]]:
+    def _losses(self, mb: Batch, lengths: list[int]) -> tuple[Tensor, list[Tensor]]:
         """Per-member ``(K,)`` PPO losses of a padded ``(K, M)`` minibatch (means over each
-        member's own rows, as :meth:`PPOMember.policy_loss` + ``value_loss`` compute them),
-        and the per-member diagnostics in the order of :data:`_STATS` (without grad norm)."""
+        member's own ``lengths[k]`` rows, as :meth:`PPOMember.policy_loss` + ``value_loss``
+        compute them), and the per-member diagnostics in the order of :data:`_STATS`
+        (without grad norm)."""
         c = self.config
-        count = torch.tensor(lengths, dtype=mask.dtype, device=mask.device)
+        mean = _MemberMeans(lengths, self.device)
         new_logprob, entropy = self._policy().log_prob_entropy(
             self._actor.forward(mb["obs"], lengths), mb["actions"])
         log_ratio = new_logprob - mb["logprobs"]
         ratio = log_ratio.exp()
         advantages = mb["advantages"]
         if c.norm_adv:
-            mean = _masked_mean(advantages, mask, count).unsqueeze(-1)
-            var = _masked_mean((advantages - mean).square(), mask, (count - 1).clamp(min=1))
-            normalized = (advantages - mean) / (var.sqrt().unsqueeze(-1) + 1e-8)
-            advantages = torch.where(count.unsqueeze(-1) > 1, normalized, advantages)
-        pg_loss = _masked_mean(torch.max(
+            advantages = mean.standardize(advantages)
+        pg_loss = mean(torch.max(
             -advantages * ratio, -advantages * ratio.clamp(1 - c.clip_coef, 1 + c.clip_coef)
-        ), mask, count)
-        entropy = _masked_mean(entropy, mask, count)
+        ))
+        entropy = mean(entropy)
         new_value = self._critic.forward(mb["obs"], lengths).squeeze(-1)
         returns = mb["returns"]
         if c.clip_vloss:
@@ -678,13 +703,11 @@ class PPO(population.Population):
             error = torch.max((new_value - returns).square(), (clipped - returns).square())
         else:
             error = (new_value - returns).square()
-        v_loss = 0.5 * _masked_mean(error, mask, count)
+        v_loss = 0.5 * mean(error)
         with torch.no_grad():
-            stats = [pg_loss.detach(), entropy.detach(),
-                     _masked_mean(-log_ratio, mask, count),
-                     _masked_mean((ratio - 1) - log_ratio, mask, count),
-                     _masked_mean(((ratio - 1.0).abs() > c.clip_coef).float(), mask, count),
-                     v_loss.detach()]
+            stats = [pg_loss.detach(), entropy.detach(), mean(-log_ratio),
+                     mean((ratio - 1) - log_ratio),
+                     mean(((ratio - 1.0).abs() > c.clip_coef).float()), v_loss.detach()]
         return pg_loss - self.entropy_coef() * entropy + c.vf_coef * v_loss, stats
 
     def _optimizer_step(self, loss: Tensor) -> Tensor:
@@ -692,7 +715,7 @@ class PPO(population.Population):
         per-member gradient norms before clipping."""
         self._actor.clear_grads()
         self._critic.clear_grads()
-        loss.sum().backward()
+        loss.backward(self._ones)  # d(sum of the members' losses), without a sum node
         self._actor.finish_backward()
         self._critic.finish_backward()
         for p in self._params:
@@ -711,11 +734,30 @@ class PPO(population.Population):
                 m.after_step(self.members[k])
         return norms
 
-    def _forward(self, net: StackedMLP, x: Tensor, ks: list[int]) -> Tensor:
-        """Outputs of members ``ks`` (all of them, or one) without autograd or hooks."""
-        if len(ks) == self.k:
-            return net.inference(x)
-        return net.member_inference(ks[0], x[0]).unsqueeze(0)
+    def _forward(self, net: StackedMLP, obs: np.ndarray, ks: list[int]) -> np.ndarray | Tensor:
+        """Outputs ``(len(ks), n, out)`` of members ``ks`` (all of them, or one) for
+        observations ``(len(ks), n, ...)``, without autograd or hooks: in numpy where the
+        network allows it (on the CPU, a fraction of torch's per-op cost), else in torch."""
+        full = len(ks) == self.k
+        out = net.numpy_inference(obs) if full else net.numpy_inference(obs[0], ks[0])
+        if out is not None:
+            return out if full else out[None]
+        x = common.to_device(obs, self.device)
+        return net.inference(x) if full else net.member_inference(ks[0], x[0]).unsqueeze(0)
+
+    def _act(self, policy: CategoricalPolicy | GaussianPolicy, obs: np.ndarray, ks: list[int],
+             generators: list[torch.Generator]) -> tuple[np.ndarray, np.ndarray]:
+        """Actions and their log-probabilities ``(len(ks), n)`` for ``obs``."""
+        out = self._forward(self._actor, obs, ks)
+        if isinstance(out, np.ndarray):
+            return policy.sample_numpy(out, generators)
+        action, logprob = policy.sample(out, generators)
+        return action.cpu().numpy(), logprob.cpu().numpy()
+
+    def _values(self, obs: np.ndarray, ks: list[int]) -> np.ndarray:
+        """Critic values ``(len(ks), n)`` of ``obs``."""
+        out = self._forward(self._critic, obs, ks)
+        return (out if isinstance(out, np.ndarray) else out.cpu().numpy())[..., 0]
 
     def _rollout(
         self,
@@ -762,12 +804,9 @@ class PPO(population.Population):
             obs[t] = next_obs
             for i, s in enumerate(states):
                 valid[t, i] = ~s.resetting
-            with torch.inference_mode():
-                x = common.to_device(next_obs, self.device)
-                action, logprob = policy.sample(self._forward(self._actor, x, ks), generators)
-                values[t] = self._forward(self._critic, x, ks).squeeze(-1).cpu().numpy()
-            env_actions = actions[t] = action.cpu().numpy()
-            logprobs[t] = logprob.cpu().numpy()
+            env_actions, logprobs[t] = self._act(policy, next_obs, ks, generators)
+            actions[t] = env_actions
+            values[t] = self._values(next_obs, ks)
             if self.continuous:
                 env_actions = np.clip(env_actions, self._low, self._high)
             if train:
@@ -788,9 +827,7 @@ class PPO(population.Population):
                 s.obs = raw_obs
                 s.resetting = np.zeros(n, dtype=bool) if same_step else done
                 next_obs[i] = m._normalize_obs(raw_obs, update=train)
-        with torch.inference_mode():
-            values[num_steps] = self._forward(self._critic, common.to_device(next_obs, self.device),
-                                              ks).squeeze(-1).cpu().numpy()
+        values[num_steps] = self._values(next_obs, ks)
 
         # GAE. next_values[t] is V of the state after step t: in NEXT_STEP mode obs[t+1] is
         # the final observation of an ended episode, so truncation bootstraps from it.

@@ -28,8 +28,10 @@ def test_forward_paths_equal_each_member_module(kwargs):
     expected = torch.stack([n(x[k]) for k, n in enumerate(plain)])
     assert torch.allclose(stacked.forward(x), expected, atol=1e-6)
     assert torch.allclose(stacked.inference(x), expected, atol=1e-6)
+    assert not stacked.inference(x).requires_grad  # in grad mode: no graph to the parameters
     for k in range(3):
         assert torch.allclose(stacked.member_inference(k, x[k]), expected[k], atol=1e-6)
+        assert not stacked.member_inference(k, x[k]).requires_grad
         assert torch.allclose(nets[k](x[k]), expected[k], atol=1e-6)  # the views themselves
     obs = x[:, 0].numpy()
     out = stacked.numpy_forward(obs)
@@ -107,6 +109,29 @@ def test_autograd_and_member_by_member_backward_agree_and_hooks_see_member_featu
     stacked.link_grads(2)  # a hook editing member 2's gradient edits the stacked one
     nets[2].head.weight.grad.add_(1.0)
     assert torch.allclose(stacked.param("head.weight").grad[2], batched[-2][2] + 1.0)
+
+
+@pytest.mark.parametrize("kwargs", [{"activation": "tanh"}, {"activation": "relu", "layer_norm": True}])
+def test_a_population_of_one_runs_its_member_and_its_gradients_reach_the_stack(kwargs):
+    (net,) = members(k=1, **kwargs)
+    plain = copy.deepcopy(net)
+    stacked = StackedMLP([net])
+    x = torch.randn(1, 5, 6, generator=torch.Generator().manual_seed(4))
+    assert torch.allclose(stacked.inference(x)[0], plain(x[0]), atol=1e-6)
+    for _ in range(2):  # a second step: gradients cleared, not accumulated
+        stacked.clear_grads()
+        (stacked.forward(x) ** 2).sum().backward()
+        stacked.finish_backward()
+        plain.zero_grad()
+        (plain(x[0]) ** 2).sum().backward()
+        for p, (name, q) in zip(stacked.params, plain.named_parameters(), strict=True):
+            assert p.grad.shape == p.shape and torch.allclose(p.grad[0], q.grad, atol=1e-6), name
+        with torch.no_grad():  # a step on the stack is a step of the member, and back
+            for p, q in zip(stacked.params, plain.parameters(), strict=True):
+                p.sub_(0.1 * p.grad)
+                q.sub_(0.1 * q.grad)
+    assert torch.allclose(net(x[0]), plain(x[0]), atol=1e-6)
+    assert torch.allclose(stacked.forward(x)[0], plain(x[0]), atol=1e-6)
 
 
 def test_closed_form_is_refused_where_it_would_be_wrong():

@@ -45,6 +45,34 @@ def test_gaussian_log_prob_entropy_and_sample_match_torch():
     assert torch.allclose(entropy, ref.entropy().sum(-1), atol=1e-6)
 
 
+def test_numpy_sampling_draws_what_torch_sampling_draws_member_by_member():
+    """sample_numpy (acting on the CPU) against sample: the same generators' draws give
+    the same actions and log-probabilities, for a population (one generator per member)
+    and a single run; the generators end in the same state."""
+    g = torch.Generator().manual_seed(4)
+    logits = torch.randn(3, 500, 5, generator=g) * 3
+    means = torch.randn(3, 500, 2, generator=g)
+    gaussian = GaussianPolicy(torch.tensor([[[-0.5, 0.3]], [[0.1, 0.0]], [[1.0, -2.0]]]))
+    for policy, out in ((CategoricalPolicy(), logits), (gaussian, means)):
+        for k in (3, 1):
+            gens_t = [torch.Generator().manual_seed(10 + i) for i in range(k)]
+            gens_n = [torch.Generator().manual_seed(10 + i) for i in range(k)]
+            if k == 1 and policy is gaussian:
+                policy = GaussianPolicy(gaussian.log_std[:1])
+            a_t, lp_t = policy.sample(out[:k], gens_t)
+            a_n, lp_n = policy.sample_numpy(out[:k].numpy(), gens_n)
+            assert a_n.shape == tuple(a_t.shape) and lp_n.dtype == np.float32
+            if policy.continuous:
+                assert np.allclose(a_n, a_t.numpy(), atol=1e-6)
+            else:
+                # equal but where a uniform falls within float32 rounding of a CDF step
+                # (none of these 2,000 draws)
+                assert a_n.dtype == np.int64 and np.array_equal(a_n, a_t.numpy())
+            assert np.allclose(lp_n, lp_t.numpy(), atol=1e-5)
+            assert all(torch.equal(x.get_state(), y.get_state())
+                       for x, y in zip(gens_t, gens_n, strict=True))
+
+
 def test_running_mean_std_matches_numpy_over_batches():
     data = np.random.default_rng(0).normal(3.0, 2.0, size=(1000, 3))
     rms = RunningMeanStd((3,), epsilon=0.0 + 1e-12)

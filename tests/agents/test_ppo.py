@@ -288,3 +288,21 @@ def test_checkpoint_resume_is_identical_to_continuing():
     ra.metrics.pop("charts/sps"), rb.metrics.pop("charts/sps")
     assert ra.episodes == rb.episodes and ra.metrics == rb.metrics
     assert params_equal(a.critic, b.critic)
+
+
+def test_member_means_over_padded_rows_equal_each_members_own_means():
+    from agents.ppo import _MemberMeans
+
+    g = torch.Generator().manual_seed(0)
+    lengths = [5, 3, 1]
+    x = torch.randn(3, 5, generator=g)
+    padded = _MemberMeans(lengths, torch.device("cpu"))
+    means, standardized = padded(x), padded.standardize(x)
+    for k, n in enumerate(lengths):
+        own = _MemberMeans([n], torch.device("cpu"))
+        assert not own.padded
+        assert torch.allclose(means[k], own(x[k : k + 1, :n])[0])
+        assert torch.allclose(means[k], x[k, :n].mean())
+        assert torch.allclose(standardized[k, :n], own.standardize(x[k : k + 1, :n])[0], atol=1e-6)
+    assert torch.allclose(standardized[0], (x[0] - x[0].mean()) / (x[0].std() + 1e-8))
+    assert torch.equal(standardized[2, :1], x[2, :1])  # one row: left as it is
