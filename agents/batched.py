@@ -122,6 +122,9 @@ class StackedMLP:
         self._plain_layers = self._operands(self._plain)
         self._plain_member_layers = [self._operands([p[k] for p in self._plain])
                                      for k in range(self.k)]
+        # A population of one trains through its member's own parameters (never replaced,
+        # only changed in place), whose 2-D operands are those parameters themselves.
+        self._single_layers = self._operands(self._member_params[0]) if self.k == 1 else None
         self._numpy: list[list[tuple]] | None = None  # built at first use
         self._by_member = False
 
@@ -206,7 +209,7 @@ class StackedMLP:
         if not self._by_member:
             return self._batched(x.flatten(2), self._operands(self.params))
         if not hooked:
-            return self._batched(x[0].flatten(1), self._operands(self._member_params[0]))[None]
+            return self._batched(x[0].flatten(1), self._single_layers)[None]
         outs = []
         for k, net in enumerate(self.members):
             n = x.shape[1] if lengths is None else int(lengths[k])
@@ -227,7 +230,7 @@ class StackedMLP:
         gradient (observations) no graph is recorded, without the cost of a ``no_grad``
         context, which on these small forwards is a good part of the whole."""
         if self.k == 1:
-            return self._batched(x[0].flatten(1), self._plain_member_layers[0])[None]
+            return self.member_inference(0, x[0])[None]
         return self._batched(x.flatten(2), self._plain_layers)
 
     def member_inference(self, k: int, x: Tensor) -> Tensor:
