@@ -51,7 +51,8 @@ class _HookScan:
     A module's hook dictionaries are created with it and only filled and emptied by
     ``register_*_hook`` and the handles' ``remove``, so they are read, not re-found, at
     every scan; a tensor's hook dictionaries are created at its first ``register_hook``,
-    so the parameters are asked each time (they are held, as the modules hold them)."""
+    so the parameters are asked each time. The parameters are held (:class:`StackedMLP`'s
+    views, installed before the scan is built and only ever changed in place)."""
 
     _GLOBAL = (torch_module._global_forward_hooks, torch_module._global_forward_pre_hooks,
                torch_module._global_backward_hooks, torch_module._global_backward_pre_hooks)
@@ -61,13 +62,15 @@ class _HookScan:
         for m in modules:
             self.dicts += (m._forward_hooks, m._forward_pre_hooks, m._backward_hooks,
                            m._backward_pre_hooks)
-        self.modules = list(modules)
+        self.params = [p for m in modules for p in m._parameters.values() if p is not None]
 
     def any(self) -> bool:
         if any(self.dicts):
             return True
-        return any(p is not None and (p._backward_hooks or p._post_accumulate_grad_hooks)
-                   for m in self.modules for p in m._parameters.values())
+        for p in self.params:  # a loop: a generator costs more than the tests it makes
+            if p._backward_hooks or p._post_accumulate_grad_hooks:
+                return True
+        return False
 
 
 class StackedMLP:
@@ -201,21 +204,31 @@ class StackedMLP:
         member runs through its own module (on its first ``lengths[k]`` rows only, the rest
         being padding: the hooks see what a single run shows them; padded outputs are 0)
         and the gradients reach the members' views (:meth:`finish_backward` collects them).
-        A population of one runs the plain 2-D forward of its member's views, whose
-        backward autograd does in fewer ops than the batched one's.
+        A population of one runs :meth:`single_forward`.
         """
-        hooked = self.hooked()
-        self._by_member = hooked or self.k == 1
+        if self.k == 1:
+            return self.single_forward(x[0])[None]
+        self._by_member = self.hooked()
         if not self._by_member:
             return self._batched(x.flatten(2), self._operands(self.params))
-        if not hooked:
-            return self._batched(x[0].flatten(1), self._single_layers)[None]
         outs = []
         for k, net in enumerate(self.members):
             n = x.shape[1] if lengths is None else int(lengths[k])
             out = net(x[k, :n])
             outs.append(F.pad(out, (0, 0, 0, x.shape[1] - n)))
         return torch.stack(outs)
+
+    def single_forward(self, x: Tensor) -> Tensor:
+        """A population of one's :meth:`forward` on its member's inputs ``(B, ...)`` without
+        the member dimension -> ``(B, out)``: the plain 2-D forward of the member's views
+        (through its module when a hook listens), whose backward autograd does in fewer ops
+        than the batched one's, and with no view in and out of a stack of one."""
+        if self.k != 1:
+            raise AgentError(f"single_forward is for a population of one; this one has {self.k}")
+        self._by_member = True
+        if self.hooked():
+            return self.members[0](x)
+        return self._batched(x.flatten(1), self._single_layers)
 
     def finish_backward(self) -> None:
         """After ``backward()`` of a loss built with :meth:`forward`: make sure the stacked
@@ -271,12 +284,12 @@ class StackedMLP:
     def _numpy_plans(self) -> list[list[tuple]]:
         """``[stacked plan, member 0's plan, member 1's...]``, each per layer (transposed
         weight, bias, activation) as numpy views of the stacked storage (the stacked ones
-        ``(K, in, out)``, ``(K, 1, out)``); empty where :meth:`numpy_inference` is unsupported."""
+        ``(K, in, out)``, ``(K, 1, out)``; activations in place); empty where :meth:`numpy_inference` is unsupported."""
         if self.params[0].device.type != "cpu":
             return []
         stacked = []
         for w, b, ln_w, _, act in self._layers:
-            fn = None if act is None else {nn.ReLU: _relu, nn.Tanh: np.tanh}.get(type(act), False)
+            fn = None if act is None else {nn.ReLU: _relu_, nn.Tanh: _tanh_}.get(type(act), False)
             if fn is False or ln_w is not None:
                 return []
             stacked.append((self.params[w].detach().numpy().transpose(0, 2, 1),
@@ -333,13 +346,19 @@ class StackedMLP:
                 p.grad = None
 
     def stack_member_grads(self) -> None:
-        """After a member-by-member backward: the stacked ``.grad`` from the members' grads."""
+        """After a member-by-member backward: the stacked ``.grad`` from the members' grads
+        (for a population of one, a view of its member's: nothing to copy)."""
+        if self.k == 1:
+            for p, owned in zip(self.params, self._member_params[0], strict=True):
+                g = owned.grad
+                if g is not None:  # else used outside the modules only (PPO's log_std)
+                    p.grad = g[None] if p.grad is None else p.grad + g[None]
+            return
         for i, p in enumerate(self.params):
             grads = [owned[i].grad for owned in self._member_params]
             if all(g is None for g in grads):
                 continue  # used outside the modules only (PPO's log_std): p.grad has it
-            stacked = (grads[0][None] if self.k == 1  # a view: nothing to copy
-                       else torch.stack([torch.zeros_like(p[0]) if g is None else g for g in grads]))
+            stacked = torch.stack([torch.zeros_like(p[0]) if g is None else g for g in grads])
             p.grad = stacked if p.grad is None else p.grad + stacked
 
     def link_grads(self, k: int) -> None:
@@ -359,13 +378,22 @@ class StackedMLP:
 
 
 def _numpy_run(h: np.ndarray, plan: list[tuple]) -> np.ndarray:
-    """The forward of flat inputs through a numpy plan (:meth:`StackedMLP._numpy_plans`)."""
+    """The forward of flat inputs through a numpy plan (:meth:`StackedMLP._numpy_plans`).
+
+    Each layer's product is a new array, so the bias and the activation are applied to it in
+    place; a 2-D product is ``np.dot`` (BLAS directly, without ``matmul``'s gufunc set-up),
+    a stacked one ``matmul``."""
     for weight_t, bias, fn in plan:
-        h = h @ weight_t + bias
+        h = np.dot(h, weight_t) if h.ndim == 2 else h @ weight_t
+        h += bias
         if fn is not None:
-            h = fn(h)
+            fn(h)
     return h
 
 
-def _relu(x: np.ndarray) -> np.ndarray:
+def _relu_(x: np.ndarray) -> np.ndarray:
     return np.maximum(x, 0.0, out=x)
+
+
+def _tanh_(x: np.ndarray) -> np.ndarray:
+    return np.tanh(x, out=x)

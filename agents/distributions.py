@@ -44,6 +44,14 @@ def _draw(fn, shape: tuple[int, ...], generator: Generators, dtype: torch.dtype)
                         for g in generator])
 
 
+def _draw_numpy(fn, shape: tuple[int, ...], generator: Generators) -> np.ndarray:
+    """:func:`_draw` of float32 as a numpy array; a single run's draw gets its member axis
+    in numpy (a torch view op costs more than the rest of a draw this small)."""
+    if isinstance(generator, (list, tuple)) and len(generator) == 1:
+        return _draw(fn, shape[1:], generator[0], torch.float32).numpy()[None]
+    return _draw(fn, shape, generator, torch.float32).numpy()
+
+
 def _on(x: Tensor, like: Tensor) -> Tensor:
     return x if x.device == like.device else x.to(like.device)
 
@@ -67,11 +75,15 @@ class CategoricalPolicy:
         cost is a fraction of torch's): the same uniforms, so the same actions but where a
         uniform falls within rounding of a CDF step; log-probabilities to float32 rounding."""
         z = logits - logits.max(-1, keepdims=True)
-        log_probs = z - np.log(np.exp(z).sum(-1, keepdims=True))
-        cdf = np.exp(log_probs).cumsum(-1)
-        u = _draw(torch.rand, (*logits.shape[:-1], 1), generator, torch.float32).numpy()
-        actions = np.minimum((cdf < u * cdf[..., -1:]).sum(-1), logits.shape[-1] - 1)
-        return actions, np.take_along_axis(log_probs, actions[..., None], -1)[..., 0]
+        cdf = np.exp(z).cumsum(-1)  # unnormalised: its last entry is the softmax denominator
+        u = _draw_numpy(torch.rand, (*logits.shape[:-1], 1), generator)
+        total = cdf[..., -1:]
+        # The first entry at or above the threshold: the number below it, as sample counts,
+        # as u * total < total (the last entry) whenever u < 1.
+        actions = (cdf >= u * total).argmax(-1)
+        rows = z.reshape(-1, z.shape[-1])  # a flat pick: np.take_along_axis costs several ops
+        picked = rows[np.arange(len(rows)), actions.reshape(-1)].reshape(actions.shape)
+        return actions, picked - np.log(total[..., 0])
 
     def log_prob_entropy(self, logits: Tensor, actions: Tensor) -> tuple[Tensor, Tensor]:
         log_probs = torch.log_softmax(logits, dim=-1)
@@ -106,7 +118,7 @@ class GaussianPolicy:
         """:meth:`sample` for float32 numpy means (a CPU log-std): the same noise, the same
         actions and log-probabilities to float32 rounding."""
         log_std = self.log_std.detach().numpy()
-        noise = _draw(torch.randn, mean.shape, generator, torch.float32).numpy()
+        noise = _draw_numpy(torch.randn, mean.shape, generator)
         actions = mean + np.exp(log_std) * noise
         log_prob = (-0.5 * np.square(noise) - log_std - _HALF_LOG_2PI).sum(-1)
         return actions, log_prob

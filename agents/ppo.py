@@ -190,10 +190,13 @@ _STATS = ("losses/policy_loss", "losses/entropy", "losses/old_approx_kl", "losse
 class _MemberMeans:
     """Means over each member's real rows of a ``(K, M)`` minibatch padded to the longest
     member's ``M = max(lengths)`` rows: a plain mean over the rows where no member is
-    padded (always in a single run), masked sums over the real counts otherwise."""
+    padded, masked sums over the real counts otherwise. A single run's minibatch is its
+    ``(M,)`` rows without the member dimension (see :meth:`PPO._minibatch_index`), whose
+    means are ``(1,)``."""
 
     def __init__(self, lengths: Sequence[int], device: torch.device) -> None:
         width = max(lengths)
+        self.flat = len(lengths) == 1
         self.padded = min(lengths) < width
         if self.padded:
             real = np.arange(width) < np.asarray(lengths)[:, None]
@@ -201,9 +204,9 @@ class _MemberMeans:
             self.count = torch.tensor(lengths, dtype=torch.float32, device=device)
 
     def __call__(self, x: Tensor) -> Tensor:
-        """``(K,)`` means of ``x`` ``(K, M)``."""
+        """``(K,)`` means of ``x`` ``(K, M)`` (or ``(M,)``)."""
         if not self.padded:
-            return x.mean(-1)
+            return x.mean(-1, keepdim=self.flat)
         return (x * self.mask).sum(-1) / self.count
 
     def standardize(self, x: Tensor) -> Tensor:
@@ -590,10 +593,12 @@ class PPO(population.Population):
         return c.ent_coef + (c.rewarm_ent_coef - c.ent_coef) * left
 
     def _policy(self) -> CategoricalPolicy | GaussianPolicy:
-        """The action distribution of all members (a Gaussian's log-std is ``(K, 1, d)``)."""
-        if self.continuous:
-            return GaussianPolicy(self._actor.param("log_std").unsqueeze(1))
-        return CategoricalPolicy()
+        """The action distribution of all members (a Gaussian's log-std is ``(K, 1, d)``;
+        a single run's ``(1, d)``, for its minibatches without the member dimension)."""
+        if not self.continuous:
+            return CategoricalPolicy()
+        log_std = self._actor.param("log_std")
+        return GaussianPolicy(log_std if self.k == 1 else log_std.unsqueeze(1))
 
     # ---------------------------------------------------------------------- training loop
 
@@ -617,7 +622,7 @@ class PPO(population.Population):
             if env is not m._env:
                 m._env, m._state = env, m._reset(env, m.config.seed + self.global_step)
         episodes: list[list[tuple[int, float, int]]] = [[] for _ in members]
-        sums = torch.zeros(self.k, len(_STATS), dtype=torch.float64, device=self.device)
+        sums = torch.zeros(len(_STATS), self.k, dtype=torch.float64, device=self.device)
         explained = np.zeros(self.k)
         diverged: list[DivergenceError | None] = [None] * self.k
         updates = rollouts = 0
@@ -636,25 +641,24 @@ class PPO(population.Population):
             flat = {key: v.flatten(0, 1) for key, v in batch.items()}
             width = batch["obs"].shape[1]
 
+            rows = []  # per update, its stats then grad norms, (len(_STATS) * K,) each
             for _epoch in range(c.update_epochs):
                 splits = [np.array_split(m.rng.permutation(int(n)), c.num_minibatches)
                           for m, n in zip(members, counts, strict=True)]
                 for j in range(c.num_minibatches):
                     parts = [split[j] for split in splits]
                     lengths = [len(p) for p in parts]
-                    idx = np.zeros((self.k, max(lengths)), dtype=np.int64)  # padding: row 0
-                    for k, p in enumerate(parts):
-                        idx[k, : len(p)] = p + k * width
-                    index = common.to_device(idx, self.device)
+                    index = self._minibatch_index(parts, width)
                     minibatch = {key: v[index] for key, v in flat.items()}
                     loss, stats = self._losses(minibatch, lengths)
                     population.check_losses_finite(self.global_step, "loss", loss.tolist(),
                                                    diverged, self.k == 1)
-                    norms = self._optimizer_step(loss)
-                    sums += torch.stack([*stats, norms], 1)
+                    rows.append(torch.cat([*stats, self._optimizer_step(loss)]))
                     updates += 1
-                if c.target_kl is not None and stats[3][0].item() > c.target_kl:
+                if c.target_kl is not None and stats[3].item() > c.target_kl:
                     break
+            # One sum per rollout, not an op per update.
+            sums += torch.stack(rows).view(len(rows), len(_STATS), self.k).double().sum(0)
             for k, hooks in enumerate(self._hooks["after_update"]):
                 for mitigation in hooks:
                     mitigation.after_update(members[k], members[k].last_rollout)
@@ -670,7 +674,7 @@ class PPO(population.Population):
         for k in range(self.k):
             metrics: dict[str, float] = {}
             if updates:
-                metrics = dict(zip(_STATS, (sums[k] / updates).tolist(), strict=True))
+                metrics = dict(zip(_STATS, (sums[:, k] / updates).tolist(), strict=True))
                 metrics["losses/explained_variance"] = float(explained[k] / rollouts)
             metrics["charts/learning_rate"] = self._optimizer.param_groups[0]["lr"]
             metrics["charts/ent_coef"] = self.entropy_coef()
@@ -678,15 +682,31 @@ class PPO(population.Population):
             results.append(LearnResult(self.global_step, episodes[k], metrics, updates, diverged[k]))
         return results[0] if single else results
 
+    def _minibatch_index(self, parts: list[np.ndarray], width: int) -> Tensor:
+        """Rows of the flattened rollout (member k's row i is ``k * width + i``) for a
+        minibatch of the members' ``parts`` (row numbers): ``(K, max length)``, each member
+        padded with row 0; a single run's ``(length,)``, its minibatch without the member
+        dimension (fewer and cheaper ops than a stack of one, for the same numbers)."""
+        if self.k == 1:
+            return common.to_device(parts[0], self.device)
+        idx = np.zeros((self.k, max(len(p) for p in parts)), dtype=np.int64)
+        for k, p in enumerate(parts):
+            idx[k, : len(p)] = p + k * width
+        return common.to_device(idx, self.device)
+
+    def _train_forward(self, net: StackedMLP, obs: Tensor, lengths: list[int]) -> Tensor:
+        """The autograd forward of a minibatch (a single run's without the member dimension)."""
+        return net.single_forward(obs) if self.k == 1 else net.forward(obs, lengths)
+
     def _losses(self, mb: Batch, lengths: list[int]) -> tuple[Tensor, list[Tensor]]:
-        """Per-member ``(K,)`` PPO losses of a padded ``(K, M)`` minibatch (means over each
-        member's own ``lengths[k]`` rows, as :meth:`PPOMember.policy_loss` + ``value_loss``
-        compute them), and the per-member diagnostics in the order of :data:`_STATS`
-        (without grad norm)."""
+        """Per-member ``(K,)`` PPO losses of a padded ``(K, M)`` minibatch (a single run's
+        ``(M,)``; means over each member's own ``lengths[k]`` rows, as
+        :meth:`PPOMember.policy_loss` + ``value_loss`` compute them), and the per-member
+        ``(K,)`` diagnostics in the order of :data:`_STATS` (without grad norm)."""
         c = self.config
         mean = _MemberMeans(lengths, self.device)
         new_logprob, entropy = self._policy().log_prob_entropy(
-            self._actor.forward(mb["obs"], lengths), mb["actions"])
+            self._train_forward(self._actor, mb["obs"], lengths), mb["actions"])
         log_ratio = new_logprob - mb["logprobs"]
         ratio = log_ratio.exp()
         advantages = mb["advantages"]
@@ -696,7 +716,7 @@ class PPO(population.Population):
             -advantages * ratio, -advantages * ratio.clamp(1 - c.clip_coef, 1 + c.clip_coef)
         ))
         entropy = mean(entropy)
-        new_value = self._critic.forward(mb["obs"], lengths).squeeze(-1)
+        new_value = self._train_forward(self._critic, mb["obs"], lengths).squeeze(-1)
         returns = mb["returns"]
         if c.clip_vloss:
             clipped = mb["values"] + (new_value - mb["values"]).clamp(-c.clip_coef, c.clip_coef)

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from agents.base import AgentError
 from agents.batched import StackedMLP
 from agents.networks import MLP
 
@@ -132,6 +133,15 @@ def test_a_population_of_one_runs_its_member_and_its_gradients_reach_the_stack(k
                 q.sub_(0.1 * q.grad)
     assert torch.allclose(net(x[0]), plain(x[0]), atol=1e-6)
     assert torch.allclose(stacked.forward(x)[0], plain(x[0]), atol=1e-6)
+    # its minibatches without the member dimension: the same outputs, gradients to the stack
+    stacked.clear_grads()
+    out = stacked.single_forward(x[0])
+    assert out.shape == (5, 3) and torch.allclose(out, plain(x[0]), atol=1e-6)
+    out.square().sum().backward()
+    stacked.finish_backward()
+    assert torch.allclose(stacked.param("head.weight").grad[0], net.head.weight.grad)
+    with pytest.raises(AgentError, match="population of one; this one has 3"):
+        StackedMLP(members()).single_forward(x[0])
 
 
 def test_closed_form_is_refused_where_it_would_be_wrong():

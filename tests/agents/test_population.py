@@ -15,7 +15,7 @@ import pytest
 import torch
 
 import spectral
-from agents import DQN, PPO, DivergenceError, DQNConfig, PPOConfig, ShiftPolicy
+from agents import DQN, PPO, DivergenceError, DQNConfig, PPOConfig, ShiftPolicy, population
 from agents.mitigations import MITIGATIONS, make_mitigations
 from tests.agents.conftest import cartpole, cartpole_vec
 from tests.agents.mitigations.test_mitigations_with_agents import ACTIVE
@@ -230,3 +230,24 @@ def test_every_member_of_a_ppo_population_of_4_learns_cartpole():
     results = pop.learn([cartpole_vec(4) for _ in range(4)], 40_000)
     returns = [mean_return(r.episodes, 20) for r in results]
     assert min(returns) >= 150, returns
+
+
+@pytest.mark.parametrize("k", [1, 3])
+def test_member_gradient_norms_and_clipping_are_each_members_own(k):
+    """population.clip_per_member against each member's gradient concatenated by hand: the
+    norm before clipping, and a clipped gradient of norm max_norm pointing the same way
+    (a member already under max_norm is left as it is)."""
+    g = torch.Generator().manual_seed(k)
+    params = [torch.zeros(k, 4, 3, requires_grad=True), torch.zeros(k, 5, requires_grad=True)]
+    for p in params:
+        p.grad = torch.randn(p.shape, generator=g)  # norms ~4: over the threshold
+        if k > 1:
+            p.grad[0] *= 0.1  # but member 0's (~0.3)
+    before = [torch.cat([p.grad[m].reshape(-1) for p in params]) for m in range(k)]
+    norms = population.clip_per_member(params, max_norm=1.0)
+    assert norms.shape == (k,)
+    for m in range(k):
+        after = torch.cat([p.grad[m].reshape(-1) for p in params])
+        assert norms[m] == pytest.approx(before[m].norm().item(), rel=1e-6)
+        scale = min(1.0, 1.0 / (before[m].norm().item() + 1e-6))
+        assert torch.allclose(after, before[m] * scale, atol=1e-7)
