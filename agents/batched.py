@@ -283,8 +283,9 @@ class StackedMLP:
 
     def _numpy_plans(self) -> list[list[tuple]]:
         """``[stacked plan, member 0's plan, member 1's...]``, each per layer (transposed
-        weight, bias, activation) as numpy views of the stacked storage (the stacked ones
-        ``(K, in, out)``, ``(K, 1, out)``; activations in place); empty where :meth:`numpy_inference` is unsupported."""
+        weight, bias, in-place activation) as numpy views of the stacked storage (the stacked
+        ones ``(K, in, out)``, ``(K, 1, out)``); empty where :meth:`numpy_inference` is
+        unsupported."""
         if self.params[0].device.type != "cpu":
             return []
         stacked = []

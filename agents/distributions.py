@@ -46,7 +46,7 @@ def _draw(fn, shape: tuple[int, ...], generator: Generators, dtype: torch.dtype)
 
 def _draw_numpy(fn, shape: tuple[int, ...], generator: Generators) -> np.ndarray:
     """:func:`_draw` of float32 as a numpy array; a single run's draw gets its member axis
-    in numpy (a torch view op costs more than the rest of a draw this small)."""
+    in numpy (a torch view op is dear beside a draw this small, at every env step)."""
     if isinstance(generator, (list, tuple)) and len(generator) == 1:
         return _draw(fn, shape[1:], generator[0], torch.float32).numpy()[None]
     return _draw(fn, shape, generator, torch.float32).numpy()
@@ -78,8 +78,8 @@ class CategoricalPolicy:
         cdf = np.exp(z).cumsum(-1)  # unnormalised: its last entry is the softmax denominator
         u = _draw_numpy(torch.rand, (*logits.shape[:-1], 1), generator)
         total = cdf[..., -1:]
-        # The first entry at or above the threshold: the number below it, as sample counts,
-        # as u * total < total (the last entry) whenever u < 1.
+        # The first CDF entry >= u * total is the number of entries below it (what sample
+        # counts): the CDF rises, and its last entry, total, is >= u * total as u < 1.
         actions = (cdf >= u * total).argmax(-1)
         rows = z.reshape(-1, z.shape[-1])  # a flat pick: np.take_along_axis costs several ops
         picked = rows[np.arange(len(rows)), actions.reshape(-1)].reshape(actions.shape)

@@ -3,12 +3,17 @@
     python benchmarks/instructions.py --against DIR [--algo dqn ppo]
 
 ``DIR`` is another checkout of the project (e.g. ``git worktree add /tmp/before 92e7542``,
-the code before populations). Instruction counts are deterministic, unlike CPU time on a
-shared machine (where a tree's rate moves 10-30% from minute to minute), so one
-measurement per tree settles "no slower" to a fraction of a percent. Each tree runs in its
-own process under ``valgrind --tool=callgrind --dump-before=time_sleep`` (the two trees in
-parallel: the counts do not depend on the load); ``time.sleep(0)`` markers in the child
-make callgrind dump its counts between sections:
+the code before populations). Each tree runs in its own process under ``valgrind
+--tool=callgrind --dump-before=time_sleep`` (the two trees in parallel); ``time.sleep(0)``
+markers in the child make callgrind dump its counts between sections.
+
+Instruction counts do not depend on the machine's load, unlike CPU time on a shared machine
+(where a tree's rate moves 10-30% from minute to minute). With string hashing fixed
+(``PYTHONHASHSEED=0``) and the garbage collector's state set before the measured sections
+(``gc.collect(); gc.freeze()``), which otherwise move a count by up to ~0.2% between
+processes, one measurement per tree settles "no slower" to a fraction of a percent.
+Callgrind counts each iteration of a ``rep movsb`` copy as an instruction, so a change
+between ``memcpy`` and a vectorised copy loop moves the count more than the time.
 
 * **DQN** at S2's settings (``DQN_S2`` of ``benchmarks/population.py``: MiniGrid hidden
   goal, 20-128-128-3 ReLU, batch 128, 3-step Huber, one update per env step), seed 0:
@@ -19,13 +24,14 @@ make callgrind dump its counts between sections:
   minibatches); the 4-epoch count minus that is the rollouts.
 
 It prints, per tree and section, instructions per env step, and the ratio this / other.
-valgrind must be installed (``apt-get install valgrind``); a run takes ~5-10 minutes.
+valgrind must be installed (``apt-get install valgrind``); DQN takes ~15 minutes, PPO ~8.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -41,7 +47,7 @@ from population import DQN_S2, PERIOD, PPO_S1, STREAM  # noqa: E402  (this tree'
 #: Run under callgrind with the tree to measure first on ``sys.path`` (argv: tree, algo,
 #: settings as JSON); each ``time.sleep(0)`` ends a dumped section.
 CHILD = """
-import json, sys, time
+import gc, json, sys, time
 sys.path.insert(0, sys.argv[1])
 import torch
 import envs
@@ -53,6 +59,8 @@ if sys.argv[2] == "dqn":
     env = envs.make(stream, seed=0, period=period)
     agent = DQN(env.observation_space, env.action_space, DQNConfig(**settings, seed=0))
     agent.learn(env, 1200)
+    gc.collect()
+    gc.freeze()
     time.sleep(0)
     agent.learn(env, 2200)
     time.sleep(0)
@@ -64,6 +72,8 @@ else:
         agent = PPO(vec.single_observation_space, vec.single_action_space, config)
         agent.learn(vec, 2048)
         runs.append((agent, vec))
+    gc.collect()
+    gc.freeze()
     for agent, vec in runs:
         time.sleep(0)
         agent.learn(vec, 2048 + 4096)
@@ -80,7 +90,8 @@ def launch(tree: Path, algo: str, out: Path) -> subprocess.Popen:
     return subprocess.Popen(
         ["valgrind", "--tool=callgrind", "--dump-before=time_sleep",
          f"--callgrind-out-file={out}", sys.executable, "-c", CHILD, str(tree), algo, spec],
-        cwd=tree, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        cwd=tree, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "PYTHONHASHSEED": "0"})
 
 
 def dump_total(path: Path) -> int:
