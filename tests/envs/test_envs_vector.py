@@ -67,3 +67,31 @@ def test_vector_record_episode_statistics():
         if "episode" in info:
             episodes += int(info["_episode"].sum())
     assert episodes > 10
+
+
+def test_numpy_integer_actions_reach_the_env_as_python_ints_with_the_same_trajectory():
+    """A vector env hands each sub-env a numpy integer; the stream wrapper passes MiniGrid a
+    Python int (its IntEnum comparisons are slow on numpy scalars) and nothing else changes:
+    a sub-env stepped with numpy integers and one stepped with ints see the same
+    observations, rewards and ends."""
+    vec = envs.make_vector("plasticity/MiniGridPermutedView-v0", 2, period=200, seed=3)
+    seen = []
+    base = vec.envs[0].unwrapped
+    original = type(base).step
+    base.step = lambda action: (seen.append(type(action)), original(base, action))[1]
+    vec.reset(seed=5)
+    vec.step(np.array([0, 2]))
+    assert seen == [int]
+
+    pair = [envs.make("plasticity/MiniGridPermutedView-v0", period=200, seed=3) for _ in range(2)]
+    first = [env.reset(seed=5)[0] for env in pair]
+    assert np.array_equal(*first)
+    rng = np.random.default_rng(0)
+    ends = 0
+    for action in rng.integers(0, 3, 600):
+        (o1, r1, te1, tr1, _), (o2, r2, te2, tr2, _) = pair[0].step(action), pair[1].step(int(action))
+        assert np.array_equal(o1, o2) and (r1, te1, tr1) == (r2, te2, tr2)
+        if te1 or tr1:
+            ends += 1
+            assert np.array_equal(pair[0].reset()[0], pair[1].reset()[0])
+    assert ends > 0 and type(action) is np.int64
