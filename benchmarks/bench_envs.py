@@ -7,7 +7,10 @@ env, measured in this run, and ratios against its raw peer:
 * MiniGrid-Empty-8x8-v0 (raw ``MiniGridEnv``, dict observation rendered from the view each
   step; 7 actions) vs the same hidden-goal room rendering its view (raw ``RoomEnv``),
   ``plasticity/MiniGridHiddenGoal-v0`` (one-hot pose observation, no view rendering) and the
-  visible-goal stream (flattened view).
+  visible-goal stream (flattened view);
+* the hidden-goal stream stepped alone with Python-int actions vs 4 of it in
+  ``envs.make_vector`` (gymnasium's ``SyncVectorEnv``, numpy-integer actions: PPO's path),
+  per sub-env step: the vector env's overhead.
 """
 
 from __future__ import annotations
@@ -34,13 +37,26 @@ def steps_per_second(env: gym.Env, steps: int, seed: int = 0) -> float:
     return steps / (time.perf_counter() - t)
 
 
+def vector_steps_per_second(vec: gym.vector.VectorEnv, steps: int, seed: int = 0) -> float:
+    """Sub-env steps per second of random numpy-integer actions (autoresets included)."""
+    actions = np.random.default_rng(seed).integers(0, vec.single_action_space.n,
+                                                   (steps // vec.num_envs, vec.num_envs))
+    vec.reset(seed=seed)
+    t = time.perf_counter()
+    for a in actions:
+        vec.step(a)
+    return len(actions) * vec.num_envs / (time.perf_counter() - t)
+
+
 def best_of(envs_: list[gym.Env], steps: int, rounds: int) -> list[float]:
     """Best steps/s of each env over ``rounds`` interleaved rounds (a shared machine's load
     then hits every env alike instead of whichever ran during a burst)."""
     best = [0.0] * len(envs_)
     for _ in range(rounds):
         for i, env in enumerate(envs_):
-            best[i] = max(best[i], steps_per_second(env, steps))
+            rate = (vector_steps_per_second if isinstance(env, gym.vector.VectorEnv)
+                    else steps_per_second)
+            best[i] = max(best[i], rate(env, steps))
     return best
 
 
@@ -60,6 +76,9 @@ def main() -> None:
             ("RoomEnv hidden goal, image obs (raw)", envs.RoomEnv(goal_visible=False, obs="image", max_steps=144)),
             ("plasticity/MiniGridHiddenGoal-v0", envs.make("plasticity/MiniGridHiddenGoal-v0")),
             ("plasticity/MiniGridGoalShift-v0", envs.make("plasticity/MiniGridGoalShift-v0")),
+        ]),
+        ("plasticity/MiniGridHiddenGoal-v0", envs.make("plasticity/MiniGridHiddenGoal-v0"), [
+            ("  x4 make_vector, per sub-env", envs.make_vector("plasticity/MiniGridHiddenGoal-v0", 4)),
         ]),
     ]
     print(f"{'env':<36} {'steps/s':>10} {'ratio':>7} {'overhead us/step':>17}")
