@@ -10,10 +10,10 @@ and envs of one tree and trains one run (seed 0) at the settings of
 ReLU, batch 128, 3-step Huber, one update per env step) for 1,500 steps, then times
 ``--steps`` more (default 4,000); PPO at ``PPO_S1`` (same stream, 4 envs x 128 steps, 64-64
 tanh, 4 x 4 minibatches) for 2,048 steps, then times ``--steps`` more (default 20,480,
-whole rollouts), by the process's CPU clock. Processes alternate, the other tree first in each pair, and the
-script prints each pair and the median of the per-pair ratios (this tree / the other): a
-pair shares the machine's state of the moment, which on a shared machine moves the rate of
-either tree by 10-30% from minute to minute.
+whole rollouts), by the process's CPU clock. Processes alternate, the other tree first in
+each pair, and the script prints each pair and the median of the per-pair ratios (this tree
+/ the other): a pair shares the machine's state of the moment, which on a shared machine
+moves the rate of either tree by 10-30% from minute to minute.
 
 The other tree is asked for the same thing through its own ``agents.DQN`` / ``agents.PPO`` (a
 single run there may predate populations: ``learn(env, until)`` is all this uses).
