@@ -299,10 +299,10 @@ def test_member_means_over_padded_rows_equal_each_members_own_means():
     padded = _MemberMeans(lengths, torch.device("cpu"))
     means, standardized = padded(x), padded.standardize(x)
     for k, n in enumerate(lengths):
-        own = _MemberMeans([n], torch.device("cpu"))
-        assert not own.padded
-        assert torch.allclose(means[k], own(x[k : k + 1, :n])[0])
+        own = _MemberMeans([n], torch.device("cpu"))  # a single run: (n,) rows, (1,) means
+        assert not own.padded and own(x[k, :n]).shape == (1,)
+        assert torch.allclose(means[k], own(x[k, :n])[0])
         assert torch.allclose(means[k], x[k, :n].mean())
-        assert torch.allclose(standardized[k, :n], own.standardize(x[k : k + 1, :n])[0], atol=1e-6)
+        assert torch.allclose(standardized[k, :n], own.standardize(x[k, :n]), atol=1e-6)
     assert torch.allclose(standardized[0], (x[0] - x[0].mean()) / (x[0].std() + 1e-8))
     assert torch.equal(standardized[2, :1], x[2, :1])  # one row: left as it is
