@@ -66,7 +66,8 @@ from experiments.reporting.declarations import parse_declarations
 from experiments.resolve import resolve
 from experiments.tomlio import load_toml
 
-__all__ = ["Sweep", "SweepRun", "load_sweep", "build_sweep", "run_sweep", "BACKENDS"]
+__all__ = ["Sweep", "SweepRun", "load_sweep", "build_sweep", "run_sweep", "BACKENDS",
+           "population_groups", "pack_jobs", "simulate_makespan", "member_cost"]
 
 BACKENDS = ("local", "ray")
 SWEEP_KEYS = ("name", "seeds", "out", "population", "base", "grid", "arms", "smoke", "report",
@@ -244,17 +245,77 @@ def run_group(configs: list[dict[str, Any]], overwrite: bool = False) -> list[di
 
 
 def population_groups(runs: Sequence[SweepRun], population: bool) -> list[list[SweepRun]]:
-    """The jobs of a sweep: runs that differ only in seed (and directory) together when
-    ``population``, else one run each; in the sweep's order."""
+    """The jobs of a sweep: runs that may share a population (``runner.population_key``:
+    they differ only in seed and directory) together when ``population``, else one run
+    each; in the sweep's order."""
     if not population:
         return [[r] for r in runs]
+    from experiments.runner import population_key
+
     groups: dict[str, list[SweepRun]] = {}
     for r in runs:
-        key = {table: dict(values) for table, values in r.config.items()}
-        for table, name in (("experiment", "seed"), ("experiment", "out"), ("logging", "progress")):
-            key[table].pop(name, None)
-        groups.setdefault(json.dumps(key, sort_keys=True, default=str), []).append(r)
+        key = json.dumps(population_key(from_dict(r.config)), sort_keys=True, default=str)
+        groups.setdefault(key, []).append(r)
     return list(groups.values())
+
+
+#: A member-step of a population of K costs about ``FLOOR + (1 - FLOOR) / K`` of a single
+#: run's: the measured per-core speed-ups of populations, 2.6-2.8x at K = 8-16
+#: (benchmarks/RESULTS.md), give FLOOR ~ 1/3. Only the packing below uses it.
+POPULATION_COST_FLOOR = 1 / 3
+
+
+def member_cost(k: int) -> float:
+    """Relative CPU cost of one member-step in a population of ``k`` (1.0 at k = 1)."""
+    return POPULATION_COST_FLOOR + (1 - POPULATION_COST_FLOOR) / k
+
+
+def job_cost(job: Sequence[SweepRun]) -> float:
+    """A job's cost in single-run env steps: its members' steps at its population's rate."""
+    return sum(r.config["experiment"]["steps"] for r in job) * member_cost(len(job))
+
+
+def simulate_makespan(costs: Sequence[float], workers: int) -> float:
+    """Finish time of jobs handed out in this order, each to the first free of ``workers``
+    (what the process pool does with jobs submitted at once)."""
+    free = [0.0] * workers
+    for cost in costs:
+        i = free.index(min(free))
+        free[i] += cost
+    return max(free)
+
+
+def pack_jobs(jobs: Sequence[list[SweepRun]], workers: int, cost=job_cost) -> list[list[SweepRun]]:
+    """The order (and split) the jobs run in on ``workers``: largest first, then, while it
+    shortens the simulated makespan, the job that finishes last is split into two
+    populations of its first and last members, so the tail is not one population alone on
+    one core while the others idle. A member trains exactly as in the whole population
+    (a population's members are independent; tested), so splitting changes only speed."""
+    order = sorted(jobs, key=cost, reverse=True)  # stable: ties keep the sweep's order
+    if workers < 2:
+        return list(order)
+    best = simulate_makespan([cost(j) for j in order], workers)
+    while True:
+        last = _last_finishing(order, workers, cost)
+        job = order[last]
+        if len(job) < 2:
+            return order
+        half = len(job) // 2
+        trial = sorted(order[:last] + [job[:len(job) - half], job[len(job) - half:]]
+                       + order[last + 1:], key=cost, reverse=True)
+        span = simulate_makespan([cost(j) for j in trial], workers)
+        if span >= best:
+            return order
+        order, best = trial, span
+
+
+def _last_finishing(order: Sequence[list[SweepRun]], workers: int, cost) -> int:
+    free, end = [0.0] * workers, []
+    for job in order:
+        i = free.index(min(free))
+        free[i] += cost(job)
+        end.append(free[i])
+    return end.index(max(end))
 
 
 #: Exit status of a worker that stopped because its sweep process was gone.
@@ -364,7 +425,7 @@ def _run_sweep(sweep: Sweep, workers: int, backend: str, progress: str,
         steps = done_steps + sum(_last_step(m.run_dir) for m in pending)
         bar.update(steps, f"runs {outcomes_done}/{len(pending)} finished")
 
-    jobs = population_groups(pending, population)
+    jobs = pack_jobs(population_groups(pending, population), workers)
     try:
         if backend == "local":
             _run_local(jobs, workers, result, show, overwrite)

@@ -10,7 +10,18 @@ from experiments.checkpoint import checkpoint_steps
 from experiments.config import apply_overrides
 from experiments.errors import ConfigError
 from experiments.rundir import read_jsonl
-from experiments.sweep import build_sweep, load_sweep, run_sweep
+from experiments.sweep import (
+    SweepRun,
+    build_sweep,
+    job_cost,
+    load_sweep,
+    member_cost,
+    pack_jobs,
+    population_groups,
+    run_group,
+    run_sweep,
+    simulate_makespan,
+)
 from experiments.tomlio import dumps_toml
 from tests.experiments.conftest import DQN_RUN
 
@@ -146,3 +157,57 @@ def test_a_worker_stops_when_its_sweep_process_is_killed(tmp_path, kill_sweep):
     finally:
         sweep.kill()
         sweep.wait()
+
+
+def _jobs(*sizes: int, steps: int = 1000) -> list[list[SweepRun]]:
+    return [[SweepRun(f"j{i}-seed{s}", {"experiment": {"steps": steps}}) for s in range(size)]
+            for i, size in enumerate(sizes)]
+
+
+def test_packing_runs_the_largest_populations_first_and_splits_the_tail():
+    cost = member_cost
+    assert cost(1) == 1.0 and cost(5) == pytest.approx(1 / 3 + 2 / 15)
+    # In the sweep file's order, [1, 1, 5] leaves the 5-member population alone on one core
+    # at the end; largest first, the singles run beside it.
+    jobs = _jobs(1, 1, 5)
+    assert simulate_makespan([job_cost(j) for j in jobs], 2) == pytest.approx(1000 + 5000 * cost(5))
+    packed = pack_jobs(jobs, 2)
+    assert [len(j) for j in packed] == [5, 1, 1]
+    assert simulate_makespan([job_cost(j) for j in packed], 2) == pytest.approx(5000 * cost(5))
+    # A study's shape (10, 10, 5, 5, 5 seeds): largest first leaves a 5 alone at the tail
+    # (10 | 10, then 5, 5 | 5: 4,000 + 2 x 2,333); splitting it into 3 + 2 fills the idle
+    # core (makespan 4,000 + 2,333 + 1,667), and splitting further would not help.
+    packed = pack_jobs(_jobs(10, 10, 5, 5, 5), 2)
+    assert [len(j) for j in packed] == [10, 10, 5, 5, 3, 2]
+    assert [r.name for r in packed[4] + packed[5]] == [f"j4-seed{s}" for s in range(5)]
+    span = simulate_makespan([job_cost(j) for j in packed], 2)
+    assert span == pytest.approx(10000 * cost(10) + 5000 * cost(5) + 3000 * cost(3))
+    assert span < 10000 * cost(10) + 2 * 5000 * cost(5)
+    # One population alone on 2 workers is split in two.
+    assert [len(j) for j in pack_jobs(_jobs(5), 2)] == [3, 2]
+    # Balanced jobs are only reordered (a split costs population speed); one worker: no split.
+    assert [len(j) for j in pack_jobs(_jobs(5, 10, 5, 10), 2)] == [10, 10, 5, 5]
+    assert [len(j) for j in pack_jobs(_jobs(1, 5), 1)] == [5, 1]
+    # Every run is in exactly one job.
+    runs = [r.name for j in pack_jobs(_jobs(2, 7, 3), 3) for r in j]
+    assert sorted(runs) == sorted(r.name for j in _jobs(2, 7, 3) for r in j)
+
+
+def test_a_split_population_gives_each_member_the_results_of_the_whole(tmp_path):
+    """A 3-member population packed for 2 workers is split (2 + 1); every member's run
+    directory is the one the whole population of 3 writes."""
+    from tests.experiments.test_population_runs import _assert_same_run
+
+    base = apply_overrides(DQN_RUN, {"logging.progress": "off", "experiment.steps": 600,
+                                     "env.period": 300})
+    data = {"name": "t", "seeds": [0, 1, 2], "base": base}
+    sweep = build_sweep(data, name="t", out=tmp_path / "split")
+    parts = pack_jobs(population_groups(sweep.runs, True), 2)
+    assert [len(j) for j in parts] == [2, 1]
+    for part in parts:  # what the sweep's workers run (in this process: no spawn cost)
+        assert {o["status"] for o in run_group([r.config for r in part])} == {"done"}
+    whole = build_sweep(data, name="t", out=tmp_path / "whole")
+    (job,) = population_groups(whole.runs, True)
+    run_group([r.config for r in job])
+    for a, b in zip(sweep.runs, whole.runs, strict=True):
+        _assert_same_run(a.run_dir, b.run_dir)
