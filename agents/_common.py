@@ -8,8 +8,6 @@ clipping: clipping bounds the loss gradient, the regulariser is applied as writt
 
 from __future__ import annotations
 
-import math
-from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -120,12 +118,6 @@ def reset_optimizer(optimizer: torch.optim.Optimizer) -> None:
 # ---------------------------------------------------------------------------- divergence
 
 
-def check_finite(step: int, what: str, value: float) -> float:
-    if not math.isfinite(value):
-        raise DivergenceError(step, what, value)
-    return value
-
-
 def check_parameters_finite(step: int, networks: dict[str, nn.Module]) -> None:
     for net_name, net in networks.items():
         for p_name, p in net.named_parameters():
@@ -147,22 +139,6 @@ def load_rng_state(rng: np.random.Generator, generator: torch.Generator, state: 
 
 
 # -------------------------------------------------------------------------------- metrics
-
-
-class MetricMeans:
-    """Running sums of scalar metrics; ``means()`` gives the per-update means."""
-
-    def __init__(self) -> None:
-        self._sums: dict[str, float] = defaultdict(float)
-        self._counts: dict[str, int] = defaultdict(int)
-
-    def add(self, **values: float) -> None:
-        for key, value in values.items():
-            self._sums[key] += value
-            self._counts[key] += 1
-
-    def means(self) -> dict[str, float]:
-        return {k: self._sums[k] / self._counts[k] for k in self._sums}
 
 
 class EpisodeTracker:

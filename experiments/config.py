@@ -31,7 +31,7 @@ from typing import Any
 
 from agents.base import AgentError, ShiftPolicy, parse_device
 from experiments.errors import ConfigError
-from experiments.tomlio import dumps_toml, load_toml, loads_toml, parse_value
+from experiments.tomlio import dumps_toml, load_toml, parse_value
 
 __all__ = [
     "AgentConfig",
@@ -423,10 +423,6 @@ def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -
 def save_config(config: RunConfig, path: str | Path) -> None:
     """Write the resolved config as TOML (``load_config`` of it gives the same config)."""
     Path(path).write_text(dumps_toml(to_dict(config)), encoding="utf-8")
-
-
-def config_from_toml(text: str) -> RunConfig:
-    return from_dict(loads_toml(text))
 
 
 # ----------------------------------------------------------------------------- overrides

@@ -45,7 +45,7 @@ from __future__ import annotations
 import time
 import zlib
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -441,9 +441,6 @@ class ProbeSet:
     ) -> None:
         self.metrics = _check_metrics(metrics)
         self.config = config or ProbeConfig()
-
-    def with_config(self, **changes) -> ProbeSet:
-        return ProbeSet(self.metrics, replace(self.config, **changes))
 
     def __call__(
         self,

@@ -206,11 +206,6 @@ class HiddenLayer:
         last = self.index == len(self.net.hidden) - 1
         return self.net.head if last else self.net.hidden[self.index + 1].linear
 
-    @property
-    def outgoing_gain(self) -> float:
-        last = self.index == len(self.net.hidden) - 1
-        return self.net.head_gain if last else self.net.hidden_gain
-
     def incoming_params(self) -> list[nn.Parameter]:
         """Parameters whose dim 0 indexes this layer's units."""
         params = [self.block.linear.weight]

@@ -17,9 +17,9 @@ from experiments.analysis import (
     segment_of_episodes,
     shift_metrics,
 )
-from experiments.analysis.synthetic import step_episodes, write_run
 from experiments.errors import ConfigError
 from experiments.rundir import TornLineError
+from tests.experiments.synthetic import step_episodes, write_run
 
 PERIOD = 2000  # 20 episodes of 100 steps per segment
 ABS = AdaptationSpec(window=10, threshold=0.8, max_return=1.0)

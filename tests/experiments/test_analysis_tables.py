@@ -22,9 +22,9 @@ from experiments.analysis import (
     write_tables,
 )
 from experiments.analysis.rundata import SCHEMA
-from experiments.analysis.synthetic import step_episodes, write_run
 from experiments.cli import main
 from experiments.errors import ConfigError
+from tests.experiments.synthetic import step_episodes, write_run
 
 PERIOD = 2000  # 20 episodes of 100 steps per segment
 ABS = AdaptationSpec(window=10, threshold=0.8, max_return=1.0)

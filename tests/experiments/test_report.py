@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import pytest
 
-from experiments.analysis.synthetic import step_episodes, write_run
 from experiments.reporting.build import write_report
 from experiments.reporting.render import SECTIONS
+from tests.experiments.synthetic import step_episodes, write_run
 
 PERIOD = 2400  # 24 episodes of 100 steps
 N_SEG = 6

@@ -20,7 +20,6 @@ import numpy as np
 import pytest
 
 from experiments.analysis import read_tables
-from experiments.analysis.synthetic import step_episodes, write_run
 from experiments.errors import ConfigError
 from experiments.reporting.build import write_study_report
 from experiments.reporting.declarations import parse_declarations
@@ -28,6 +27,7 @@ from experiments.reporting.inference import bootstrap_mean
 from experiments.reporting.render import SECTIONS
 from experiments.sweep import Sweep, SweepRun, load_sweep, run_sweep
 from experiments.tomlio import load_toml
+from tests.experiments.synthetic import step_episodes, write_run
 
 STUDIES = sorted((Path(__file__).resolve().parents[2] / "experiments" / "studies").glob("*.toml"))
 # the smoke sweeps run these arms where a study has them (one seed each)

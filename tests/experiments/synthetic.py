@@ -1,4 +1,4 @@
-"""Write small synthetic run directories in the documented format (for tests and examples).
+"""Write small synthetic run directories in the documented format (for the tests).
 
 The returns are step functions with a known recovery point, so every adaptation metric has a
 value one can work out by hand: in segment ``k`` each episode lasts ``episode_length`` steps
