@@ -18,6 +18,7 @@ from torch import Tensor, nn
 
 from agents.base import AgentError, DivergenceError, Mitigation, check_choice
 from agents.networks import ACTIVATIONS, INITS
+from agents.validation import in_range
 
 # ---------------------------------------------------------------------------- config checks
 
@@ -29,8 +30,8 @@ def check_field(name: str, value: Any, ok: bool, expected: str) -> None:
 
 
 def check_positive_int(name: str, value: Any) -> None:
-    ok = isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value > 0
-    check_field(name, value, ok, "a positive integer")
+    check_field(name, value, in_range(value, low=0, low_open=True, integer=True),
+                "a positive integer")
 
 
 def check_network_fields(config: Any) -> None:

@@ -19,9 +19,7 @@ An agent never imports ``envs`` and never learns that a shift happened, except t
 from __future__ import annotations
 
 import dataclasses
-import numbers
 import re
-import types
 import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -31,6 +29,7 @@ import torch
 from torch import Tensor, nn
 
 import spectral
+from agents.validation import Mismatch, conform, describe
 
 if TYPE_CHECKING:  # pragma: no cover
     from collections.abc import Sequence
@@ -63,50 +62,6 @@ def parse_device(value: Any, key: str = "device") -> torch.device:
                      + ", ".join(map(repr, DEVICE_CHOICES)))
 
 
-def _matches(value: Any, tp: Any) -> bool:
-    """Whether ``value`` fits the annotation ``tp`` (ints count as floats, bools as neither;
-    lists as tuples, since configs arrive from TOML)."""
-    origin, args = typing.get_origin(tp), typing.get_args(tp)
-    if tp is Any:
-        return True
-    if origin in (typing.Union, types.UnionType):
-        return any(_matches(value, a) for a in args)
-    if origin is typing.Literal:
-        return value in args
-    if tp is type(None):
-        return value is None
-    if tp is bool:
-        return isinstance(value, bool)
-    if tp is int:
-        return isinstance(value, numbers.Integral) and not isinstance(value, bool)
-    if tp is float:
-        return isinstance(value, numbers.Real) and not isinstance(value, bool)
-    if origin is tuple or tp is tuple:
-        if not isinstance(value, (tuple, list)):
-            return False
-        if len(args) == 2 and args[1] is Ellipsis:
-            return all(_matches(v, args[0]) for v in value)
-        return not args or (len(args) == len(value)
-                            and all(_matches(v, a) for v, a in zip(value, args, strict=True)))
-    if origin is not None or not isinstance(tp, type):
-        return True  # an annotation this check does not model: the field's own checks decide
-    return isinstance(value, tp)
-
-
-def _describe(tp: Any) -> str:
-    origin, args = typing.get_origin(tp), typing.get_args(tp)
-    if origin in (typing.Union, types.UnionType):
-        return " or ".join(_describe(a) for a in args)
-    if origin is typing.Literal:
-        return "one of " + ", ".join(map(repr, args))
-    if origin is tuple or tp is tuple:
-        if len(args) == 2 and args[1] is Ellipsis:
-            return f"a sequence of {_describe(args[0]).removeprefix('an ').removeprefix('a ')}s"
-        return f"a sequence of {len(args)} values ({', '.join(_describe(a) for a in args)})"
-    return {type(None): "None", bool: "True or False", int: "an integer", float: "a number",
-            str: "a string"}.get(tp, getattr(tp, "__name__", str(tp)))
-
-
 def check_field_types(cls: type, values: Mapping[str, Any]) -> None:
     """Raise :class:`AgentError` naming the first of ``values`` (dataclass ``cls``'s fields)
     whose type does not fit the field's annotation, e.g. ``learning_rate="fast"``.
@@ -116,9 +71,12 @@ def check_field_types(cls: type, values: Mapping[str, Any]) -> None:
     ``TypeError`` from a comparison further down."""
     hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
-        if f.name in values and not _matches(values[f.name], hints[f.name]):
-            raise AgentError(f"invalid {f.name}={values[f.name]!r} for {cls.__name__}; "
-                             f"expected {_describe(hints[f.name])}")
+        if f.name in values:
+            try:
+                conform(values[f.name], hints[f.name])
+            except Mismatch:
+                raise AgentError(f"invalid {f.name}={values[f.name]!r} for {cls.__name__}; "
+                                 f"expected {describe(hints[f.name])}") from None
 
 
 def _as_float(obs: Tensor) -> Tensor:

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
-import types
 import typing
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -30,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from agents.base import AgentError, ShiftPolicy, parse_device
+from agents.validation import Mismatch, conform
 from experiments.errors import ConfigError
 from experiments.tomlio import dumps_toml, load_toml, parse_value
 
@@ -275,71 +275,17 @@ def agent_class(algo: str) -> type:
 
 
 # ----------------------------------------------------------------------------- coercion
-def _type_name(tp: Any) -> str:
-    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
-
-
 def coerce(value: Any, tp: Any, key: str) -> Any:
-    """Check ``value`` against the annotation ``tp`` and convert lists to tuples where the
-    field is a tuple; raise :class:`ConfigError` naming ``key`` otherwise."""
-    origin = typing.get_origin(tp)
-    if tp is Any or tp is typing.Any:
-        return value
-    if origin in (typing.Union, types.UnionType):
-        args = typing.get_args(tp)
-        for arg in args:
-            try:
-                return coerce(value, arg, key)
-            except ConfigError:
-                continue
-        raise ConfigError(f"{key} = {value!r}: expected {' or '.join(map(_type_name, args))}")
-    if origin is typing.Literal:
-        choices = typing.get_args(tp)
-        if value not in choices:
-            raise ConfigError(f"{key} = {value!r}: valid choices: {', '.join(map(repr, choices))}")
-        return value
-    if tp is type(None):
-        if value is not None:
-            raise ConfigError(f"{key} = {value!r}: expected None")
-        return None
-    if tp is bool:
-        if not isinstance(value, bool):
-            raise ConfigError(f"{key} = {value!r}: expected true or false")
-        return value
-    if tp is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{key} = {value!r}: expected an integer")
-        return value
-    if tp is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{key} = {value!r}: expected a number")
-        return float(value)
-    if tp is str:
-        if not isinstance(value, str):
-            raise ConfigError(f"{key} = {value!r}: expected a string")
-        return value
-    if origin in (list, tuple, Sequence) or tp in (list, tuple):
-        if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{key} = {value!r}: expected a list")
-        args = typing.get_args(tp)
-        if origin is tuple and args and (len(args) != 2 or args[1] is not Ellipsis):
-            if len(args) != len(value):
-                raise ConfigError(f"{key} = {value!r}: expected {len(args)} items")
-            return tuple(coerce(v, a, f"{key}[{i}]") for i, (v, a) in enumerate(zip(value, args, strict=True)))
-        item = args[0] if args else Any
-        items = [coerce(v, item, f"{key}[{i}]") for i, v in enumerate(value)]
-        return tuple(items) if origin is tuple or tp is tuple else items
-    if origin in (dict, Mapping) or tp in (dict,):
-        if not isinstance(value, Mapping):
-            raise ConfigError(f"{key} = {value!r}: expected a table")
-        args = typing.get_args(tp)
-        vt = args[1] if len(args) == 2 else Any
-        return {str(k): coerce(v, vt, f"{key}.{k}") for k, v in value.items()}
-    if isinstance(tp, type):
-        if not isinstance(value, tp):
-            raise ConfigError(f"{key} = {value!r}: expected {_type_name(tp)}")
-        return value
-    return value  # an annotation we do not understand: leave the value to the consumer
+    """``value`` checked against the annotation ``tp`` by the agents' validator
+    (:func:`agents.validation.conform`: lists become tuples where the field is a tuple);
+    :class:`ConfigError` naming the (innermost) key otherwise."""
+    try:
+        return conform(value, tp)
+    except Mismatch as bad:
+        if bad.choices is not None:
+            raise ConfigError(f"{key}{bad.where} = {bad.value!r}: valid choices: "
+                              + ", ".join(map(repr, bad.choices))) from None
+        raise ConfigError(f"{key}{bad.where} = {bad.value!r}: expected {bad.expected}") from None
 
 
 def _build(cls: type, data: Mapping[str, Any], table: str, skip: Sequence[str] = ()) -> Any:

@@ -16,7 +16,6 @@
 from __future__ import annotations
 
 import dataclasses
-import math
 import zlib
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -28,6 +27,7 @@ from torch import Tensor, nn
 from agents._common import to_device
 from agents.base import AgentError, Batch
 from agents.networks import MLP, initialize_linear
+from agents.validation import in_range, range_text
 from spectral import FeatureCapture
 
 # --------------------------------------------------------------------------- validation
@@ -44,19 +44,12 @@ def check_number(
     high_open: bool = False,
     integer: bool = False,
 ) -> None:
-    """Raise :class:`AgentError` unless ``value`` is a finite number in the given interval."""
-    left = "(" if low_open else "["
-    right = ")" if high_open else "]"
-    valid = f"{'an integer' if integer else 'a number'} in {left}{low if low is not None else '-inf'}, {high if high is not None else 'inf'}{right}"
-    ok = isinstance(value, int if integer else (int, float)) and not isinstance(value, bool)
-    if ok and not integer:
-        ok = math.isfinite(value)
-    if ok and low is not None:
-        ok = value > low if low_open else value >= low
-    if ok and high is not None:
-        ok = value < high if high_open else value <= high
-    if not ok:
-        raise AgentError(f"mitigation {method!r}: invalid {param}={value!r}; valid: {valid}")
+    """Raise :class:`AgentError` unless ``value`` is a finite number in the given interval
+    (:func:`agents.validation.in_range`)."""
+    bounds = dict(low=low, high=high, low_open=low_open, high_open=high_open, integer=integer)
+    if not in_range(value, **bounds):
+        raise AgentError(f"mitigation {method!r}: invalid {param}={value!r}; "
+                         f"valid: {range_text(**bounds)}")
 
 
 def check_option(method: str, param: str, value: Any, choices: tuple[Any, ...]) -> None:
