@@ -9,8 +9,13 @@ env, measured in this run, and ratios against its raw peer:
   ``plasticity/MiniGridHiddenGoal-v0`` (one-hot pose observation, no view rendering) and the
   visible-goal stream (flattened view);
 * the hidden-goal stream stepped alone with Python-int actions vs 4 of it in
-  ``envs.make_vector`` (gymnasium's ``SyncVectorEnv``, numpy-integer actions: PPO's path),
-  per sub-env step: the vector env's overhead.
+  ``envs.make_vector`` (gymnasium's ``SyncVectorEnv``, numpy-integer actions) and in the
+  lean vector env (``mode="lean"``, ``envs.vector.LeanSyncVectorEnv``: PPO's path in the
+  runner), per sub-env step: the vector env's overhead;
+* 4-env ``SyncVectorEnv`` vs ``LeanSyncVectorEnv`` of the hidden-goal and goal-shift
+  streams, per sub-env step (ratio > 1: the lean env is faster).
+
+Rates are wall clock (best of ``--rounds``); on a loaded machine read the ratios.
 """
 
 from __future__ import annotations
@@ -79,6 +84,15 @@ def main() -> None:
         ]),
         ("plasticity/MiniGridHiddenGoal-v0", envs.make("plasticity/MiniGridHiddenGoal-v0"), [
             ("  x4 make_vector, per sub-env", envs.make_vector("plasticity/MiniGridHiddenGoal-v0", 4)),
+            ("  x4 make_vector lean, per sub-env",
+             envs.make_vector("plasticity/MiniGridHiddenGoal-v0", 4, "lean")),
+        ]),
+        # PPO's training envs: gymnasium's SyncVectorEnv vs the lean one (the runner's)
+        ("x4 SyncVectorEnv hidden goal", envs.make_vector("plasticity/MiniGridHiddenGoal-v0", 4), [
+            ("  x4 LeanSyncVectorEnv", envs.make_vector("plasticity/MiniGridHiddenGoal-v0", 4, "lean")),
+        ]),
+        ("x4 SyncVectorEnv goal shift", envs.make_vector("plasticity/MiniGridGoalShift-v0", 4), [
+            ("  x4 LeanSyncVectorEnv", envs.make_vector("plasticity/MiniGridGoalShift-v0", 4, "lean")),
         ]),
     ]
     print(f"{'env':<36} {'steps/s':>10} {'ratio':>7} {'overhead us/step':>17}")

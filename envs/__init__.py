@@ -47,6 +47,7 @@ from .shifts import (
     valid_parameters,
 )
 from .streams import register_builtin_streams
+from .vector import LeanSyncVectorEnv
 from .wrapper import NonStationaryWrapper
 
 __all__ = [
@@ -54,6 +55,7 @@ __all__ = [
     # building streams
     "make",
     "make_vector",
+    "LeanSyncVectorEnv",
     "make_nonstationary",
     "list_streams",
     "format_streams",

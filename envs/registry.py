@@ -17,12 +17,13 @@ import gymnasium as gym
 from gymnasium.vector import AsyncVectorEnv, AutoresetMode, SyncVectorEnv, VectorEnv
 
 from .errors import EnvError, choices
+from .vector import LeanSyncVectorEnv
 
 __all__ = ["StreamInfo", "register_stream", "list_streams", "format_streams", "make", "make_vector"]
 
 #: ``gymnasium.make`` keywords accepted besides the factory's own.
 _MAKE_KEYWORDS = ("max_episode_steps", "disable_env_checker")
-_VECTOR_MODES = ("sync", "async")
+_VECTOR_MODES = ("sync", "lean", "async")
 _VECTOR_AUTORESET = {"next_step": AutoresetMode.NEXT_STEP, "same_step": AutoresetMode.SAME_STEP}
 
 
@@ -134,7 +135,9 @@ def make_vector(
     Args:
         id: a registered stream id.
         num_envs: number of sub-envs (> 0).
-        mode: ``"sync"`` (``SyncVectorEnv``) or ``"async"`` (``AsyncVectorEnv``, one process each).
+        mode: ``"sync"`` (``SyncVectorEnv``), ``"lean"`` (:class:`envs.vector.LeanSyncVectorEnv`:
+            the same stepping without per-step infos, what the runner trains PPO on) or
+            ``"async"`` (``AsyncVectorEnv``, one process each).
         autoreset_mode: gymnasium's ``"next_step"`` (default) or ``"same_step"``.
         switch_at: passed to each sub-env (``"truncate"`` keeps them in lockstep).
         **kwargs: stream options (``period``, ``seed``, ``stationary``, ...).
@@ -154,5 +157,5 @@ def make_vector(
     kwargs = dict(kwargs, vector_size=num_envs, switch_at=switch_at, autoreset_mode=autoreset_mode)
     _check_kwargs(info, kwargs)
     fns = [functools.partial(make, id, **kwargs) for _ in range(num_envs)]
-    cls = SyncVectorEnv if mode == "sync" else AsyncVectorEnv
+    cls = {"sync": SyncVectorEnv, "lean": LeanSyncVectorEnv, "async": AsyncVectorEnv}[mode]
     return cls(fns, autoreset_mode=_VECTOR_AUTORESET[autoreset_mode])

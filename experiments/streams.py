@@ -36,7 +36,9 @@ def make_stream(config: RunConfig, *, stationary: bool, seed: int, single: bool 
     if config.env.period:  # 0: a stream without a default period decides itself
         kwargs["period"] = config.env.period
     if config.agent.algo == "ppo" and not single:
-        return envs.make_vector(config.env.id, config.env.num_envs, **kwargs)
+        # lean: SyncVectorEnv's stepping without per-step infos, which nothing here reads
+        # (tested step for step equal; benchmarks/bench_envs.py: its cost per sub-env step)
+        return envs.make_vector(config.env.id, config.env.num_envs, "lean", **kwargs)
     return envs.make(config.env.id, **kwargs)
 
 
