@@ -35,6 +35,7 @@ clock of a loaded machine; a population's members share one wall).
 
     nice -n 10 python benchmarks/study_throughput.py [--files e2_dqn_permuted_view ...]
         [--dqn-window 1000] [--ppo-rollouts 2] [--probe-arms base|all] [--no-probes]
+        [--compare-vector ROUNDS]   (PPO arms also on SyncVectorEnv, interleaved, this run)
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+import envs as env_package  # noqa: E402
 from experiments import streams  # noqa: E402
 from experiments import sweep as sweep_module  # noqa: E402
 from experiments.checkpoint import save_checkpoint  # noqa: E402
@@ -129,10 +131,20 @@ def _warm_and_window(config: Any, args: argparse.Namespace) -> tuple[int, int]:
     return rollout, rollout * (1 + args.ppo_rollouts)
 
 
-def train_rates(configs: list[Any], args: argparse.Namespace) -> dict[str, Any]:
+def train_rates(configs: list[Any], args: argparse.Namespace,
+                vector_mode: str | None = None) -> dict[str, Any]:
     """CPU seconds per member-step: warm-up (before learning starts) and the timed window,
-    with the window's breakdown."""
-    agent, member_envs = _build(configs)
+    with the window's breakdown. ``vector_mode``: build PPO's vector envs in this
+    ``envs.make_vector`` mode instead of the runner's."""
+    if vector_mode is not None:
+        make_vector = env_package.make_vector
+        env_package.make_vector = lambda id, n, _mode="sync", **kw: make_vector(id, n, vector_mode, **kw)
+        try:
+            agent, member_envs = _build(configs)
+        finally:
+            env_package.make_vector = make_vector
+    else:
+        agent, member_envs = _build(configs)
     timers = Timers()
     instrument(agent, member_envs, timers)
     envs = member_envs[0] if len(configs) == 1 else member_envs
@@ -233,11 +245,21 @@ def study(name: str, args: argparse.Namespace, scratch: Path) -> float:
     print(header)
     base_probes: dict[str, float] = {}
     costs = []
+    compared: list[tuple] = []
     for job in jobs:
         configs = [from_dict(r.config) for r in job]
         config = configs[0]
         arm = config.experiment.arm
         rates = train_rates(configs, args)
+        if args.compare_vector and config.agent.algo == "ppo":
+            # interleaved rounds, the best of each: a loaded machine's bursts hit both alike
+            sync, lean = [], [rates]
+            for _ in range(args.compare_vector):
+                sync.append(train_rates(configs, args, vector_mode="sync"))
+                lean.append(train_rates(configs, args))
+            best = [min(runs, key=lambda r: r["window"]) for runs in (sync, lean)]
+            compared.append((arm, *(b["parts"]["env"] for b in best),
+                             *(b["window"] for b in best)))
         probes: dict[str, float] = {}
         if config.probes.enabled and not args.no_probes:
             fresh = shift_policy(config).reinitialize
@@ -258,6 +280,13 @@ def study(name: str, args: argparse.Namespace, scratch: Path) -> float:
               f"{breakdown} {probe_shift:>10.1f} {total / 3600:>9.2f} {share['train']:>5.0f}% "
               f"{share['probes']:>5.0f}% {share['io']:>4.1f}% "
               f"{(rec / 3600 if rec is not None else float('nan')):>10.2f}", flush=True)
+    if compared:
+        print("PPO env stepping, ms per member-step (best of interleaved rounds, this run): "
+              "SyncVectorEnv vs the runner's vector env")
+        for arm, env_sync, env_run, all_sync, all_run in compared:
+            print(f"  {arm:<18} env {1e3 * env_sync:.4f} vs {1e3 * env_run:.4f} "
+                  f"({env_sync / env_run:.2f}x); member-step {1e3 * all_sync:.4f} vs "
+                  f"{1e3 * all_run:.4f} ({all_sync / all_run:.2f}x)")
     wall = makespan(costs, 2)
     line = (f"{name}: job CPU {sum(costs) / 3600:.2f} h; estimated wall on 2 cores: "
             f"{wall / 3600:.2f} h with the jobs in the sweep file's order")
@@ -301,6 +330,9 @@ def main() -> None:
     parser.add_argument("--ppo-rollouts", type=int, default=2)
     parser.add_argument("--probe-arms", choices=("base", "all"), default="base")
     parser.add_argument("--no-probes", action="store_true")
+    parser.add_argument("--compare-vector", type=int, default=0, metavar="ROUNDS",
+                        help="also train each PPO arm on gymnasium's SyncVectorEnv in ROUNDS "
+                             "rounds interleaved with the runner's vector env (best of each)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     print(f"CPU time (time.process_time), one torch thread, load average {os.getloadavg()[0]:.1f}; "
