@@ -300,7 +300,9 @@ def study(name: str, args: argparse.Namespace, scratch: Path) -> float:
 
 
 def makespan(costs: list[float], workers: int) -> float:
-    """Wall of jobs handed in this order to the first free of ``workers`` (a process pool)."""
+    """Wall of jobs handed in this order to the first free of ``workers`` (a process pool).
+    The script's own copy of ``sweep.simulate_makespan``, so that it also measures trees
+    from before the sweep had one (the BEFORE numbers in benchmarks/RESULTS.md)."""
     free = [0.0] * workers
     for cost in costs:
         i = free.index(min(free))

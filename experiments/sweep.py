@@ -38,7 +38,9 @@ Runs = arms x grid points x seeds, named ``<arm>[-<key>=<value>...]-seed<s>``, w
 runs and resumes interrupted ones; a failing run is reported and the others go on. With
 ``population`` the pending runs that differ only in their seed form one job (a population
 whose members each write their own run directory), 2-3x the env steps per core of single
-runs (benchmarks/RESULTS.md); a job is a single run otherwise.
+runs (benchmarks/RESULTS.md); a job is a single run otherwise. Jobs start largest first,
+and the one that would finish last alone is split into two populations while that
+shortens the simulated schedule (:func:`pack_jobs`).
 """
 
 from __future__ import annotations
@@ -67,7 +69,7 @@ from experiments.resolve import resolve
 from experiments.tomlio import load_toml
 
 __all__ = ["Sweep", "SweepRun", "load_sweep", "build_sweep", "run_sweep", "BACKENDS",
-           "population_groups", "pack_jobs", "simulate_makespan", "member_cost"]
+           "population_groups", "pack_jobs", "simulate_makespan", "member_cost", "job_cost"]
 
 BACKENDS = ("local", "ray")
 SWEEP_KEYS = ("name", "seeds", "out", "population", "base", "grid", "arms", "smoke", "report",
