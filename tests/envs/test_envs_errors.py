@@ -88,7 +88,7 @@ def test_bad_goal_cell_lists_valid_cells():
 def test_bad_switch_at_and_vector_options():
     with pytest.raises(EnvError, match=r"switch_at='later' is not one of 'reset', 'step', 'truncate'"):
         envs.make("plasticity/CartPoleRewardFlip-v0", switch_at="later")
-    with pytest.raises(EnvError, match=r"mode='threads' is not one of 'sync', 'async'"):
+    with pytest.raises(EnvError, match=r"mode='threads' is not one of 'sync', 'lean', 'async'"):
         envs.make_vector("plasticity/CartPoleRewardFlip-v0", 2, "threads")
     with pytest.raises(EnvError, match="num_envs must be a positive integer, got 0"):
         envs.make_vector("plasticity/CartPoleRewardFlip-v0", 0)
