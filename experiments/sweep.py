@@ -61,6 +61,7 @@ from pathlib import Path
 from typing import Any
 
 from experiments import rundir
+from experiments.checkpoint import checkpoint_steps
 from experiments.config import apply_overrides, from_dict, load_config, to_dict
 from experiments.errors import ConfigError
 from experiments.progress import Progress
@@ -69,7 +70,8 @@ from experiments.resolve import resolve
 from experiments.tomlio import load_toml
 
 __all__ = ["Sweep", "SweepRun", "load_sweep", "build_sweep", "run_sweep", "BACKENDS",
-           "population_groups", "pack_jobs", "simulate_makespan", "member_cost", "job_cost"]
+           "population_groups", "resume_point", "pack_jobs", "simulate_makespan", "member_cost",
+           "job_cost"]
 
 BACKENDS = ("local", "ray")
 SWEEP_KEYS = ("name", "seeds", "out", "population", "base", "grid", "arms", "smoke", "report",
@@ -246,19 +248,32 @@ def run_group(configs: list[dict[str, Any]], overwrite: bool = False) -> list[di
     return outcomes
 
 
-def population_groups(runs: Sequence[SweepRun], population: bool) -> list[list[SweepRun]]:
+def population_groups(runs: Sequence[SweepRun], population: bool,
+                      resume_point=None) -> list[list[SweepRun]]:
     """The jobs of a sweep: runs that may share a population (``runner.population_key``:
     they differ only in seed and directory) together when ``population``, else one run
-    each; in the sweep's order."""
+    each; in the sweep's order. ``resume_point(run)`` (the sweep passes
+    :func:`resume_point` unless it overwrites) also parts runs that would resume from
+    different steps: a population resumes from the newest step every member has, so
+    members that ran in different (packed) populations and got to different checkpoints
+    would otherwise all start again."""
     if not population:
         return [[r] for r in runs]
     from experiments.runner import population_key
 
     groups: dict[str, list[SweepRun]] = {}
     for r in runs:
-        key = json.dumps(population_key(from_dict(r.config)), sort_keys=True, default=str)
-        groups.setdefault(key, []).append(r)
+        key = population_key(from_dict(r.config))
+        if resume_point is not None:
+            key["resume_point"] = resume_point(r)
+        groups.setdefault(json.dumps(key, sort_keys=True, default=str), []).append(r)
     return list(groups.values())
+
+
+def resume_point(run: SweepRun) -> int | None:
+    """The step of a run's newest checkpoint (None: it has none)."""
+    steps = checkpoint_steps(run.run_dir / rundir.CHECKPOINTS)
+    return steps[-1] if steps else None
 
 
 #: A member-step of a population of K costs about ``FLOOR + (1 - FLOOR) / K`` of a single
@@ -427,7 +442,8 @@ def _run_sweep(sweep: Sweep, workers: int, backend: str, progress: str,
         steps = done_steps + sum(_last_step(m.run_dir) for m in pending)
         bar.update(steps, f"runs {outcomes_done}/{len(pending)} finished")
 
-    jobs = pack_jobs(population_groups(pending, population), workers)
+    jobs = pack_jobs(population_groups(pending, population,
+                                       None if overwrite else resume_point), workers)
     try:
         if backend == "local":
             _run_local(jobs, workers, result, show, overwrite)

@@ -18,6 +18,7 @@ from experiments.sweep import (
     member_cost,
     pack_jobs,
     population_groups,
+    resume_point,
     run_group,
     run_sweep,
     simulate_makespan,
@@ -211,3 +212,19 @@ def test_a_split_population_gives_each_member_the_results_of_the_whole(tmp_path)
     run_group([r.config for r in job])
     for a, b in zip(sweep.runs, whole.runs, strict=True):
         _assert_same_run(a.run_dir, b.run_dir)
+
+
+def test_runs_that_would_resume_from_different_steps_are_not_one_population(tmp_path):
+    """Members that ran in different packed populations and reached different checkpoints
+    (a sweep killed, then rerun with other --workers) form separate populations, so none
+    is sent back to a step an other member lacks."""
+    data = {"name": "t", "seeds": [0, 1, 2], "base": apply_overrides(DQN_RUN, {})}
+    sweep = build_sweep(data, name="t", out=tmp_path)
+    for run, step in zip(sweep.runs, (400, 400, None), strict=True):
+        if step is not None:
+            (run.run_dir / "checkpoints").mkdir(parents=True)
+            (run.run_dir / "checkpoints" / f"ckpt-{step}.pt").write_bytes(b"")
+    assert [resume_point(r) for r in sweep.runs] == [400, 400, None]
+    groups = population_groups(sweep.runs, True, resume_point)
+    assert [[r.name for r in g] for g in groups] == [["run-seed0", "run-seed1"], ["run-seed2"]]
+    assert len(population_groups(sweep.runs, True)) == 1
