@@ -29,9 +29,12 @@ The full-wall estimate of a job (one arm's population): K x [warm-up rate x
 learning_starts + window rate x (steps - learning_starts)] + K x [SLQ-shift probes x
 shifts on the SLQ grid + other shifts' probes x the rest] + K x checkpoints x one
 checkpoint's cost. The file's wall on 2 cores is the makespan of its jobs on 2 workers
-(each at one core's speed) in the order the sweep submits them (``sweep.job_order``), next
-to the recorded wall of the committed runs (``docs/tables/<study>/runs.parquet``: wall
-clock of a loaded machine; a population's members share one wall).
+(each at one core's speed) with the jobs in the sweep file's order (how sweeps ran them
+before packing) and, where the tree has it, as ``sweep.pack_jobs`` orders and splits them
+(a part of a split population charged by the sweep's cost model), next to the recorded
+wall of the committed runs (``docs/tables/<study>/runs.parquet``: wall clock of a loaded
+machine; a population's members share one wall). ``--compare-vector ROUNDS`` also trains
+each PPO arm on gymnasium's ``SyncVectorEnv``, interleaved with the runner's vector env.
 
     nice -n 10 python benchmarks/study_throughput.py [--files e2_dqn_permuted_view ...]
         [--dqn-window 1000] [--ppo-rollouts 2] [--probe-arms base|all] [--no-probes]
