@@ -37,7 +37,7 @@ features:
     trainability/features_{final_loss,final_ratio,auc_ratio}
         the random-target fit from the network's hidden layers under a newly drawn output
         layer (the network's own init distribution, seeded by run seed, task, network),
-        its final loss and its final loss and area over the fresh network's
+        its final loss, and its final loss and area over the fresh network's
     weights/output_layer_norm, outputs/mean_abs          the head's L2 norm and mean |output|
                                                          (logits, V or Q) on the fit's inputs
 

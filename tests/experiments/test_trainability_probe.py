@@ -4,8 +4,11 @@ units dead in each hidden layer (it cannot), and that network re-initialised (it
 
 Each probe reading is "how many times fresh's": the raw final-loss ratio, the final
 fraction's ratio (``exp`` of its log-ratio) and the feature fit's final ratio. At the
-default fitting budget (``ProbeConfig``) the scaled head reads worse on the raw ratio only,
-the dead network > 5x on all three, the revived one within 1.5x.
+default fitting budget (``ProbeConfig``: 100 Adam steps of 2e-3) the scaled head reads
+worse on the raw ratio only, the dead network > 5x on all three, the revived one within
+1.5x (a revived network is another fresh draw: 1.5x bounds the spread of two draws' fits).
+Seeds 0-19 checked (the slow test); worst cases: scaled raw 2.6x, scaled fraction / feature
+1.37x, dead 8.4x, revived 1.44x.
 """
 
 from __future__ import annotations
@@ -81,12 +84,12 @@ def check(seeds) -> None:
 
 
 def test_scale_dead_units_and_revival_read_as_they_are():
-    check(range(3))
+    check(range(2))
 
 
 @pytest.mark.slow
 def test_scale_dead_units_and_revival_read_as_they_are_over_many_seeds():
-    check(range(3, 20))
+    check(range(2, 20))
 
 
 def test_feature_fit_keeps_the_hidden_layers_and_redraws_the_head():
