@@ -129,12 +129,31 @@ class ProbeTarget:
         a hook-free copy of ``module`` (:func:`spectral.network_copy`) whose
         ``reset_parameters(generator)`` re-draws every parameter from the initial
         distribution (``agents.networks.MLP`` has it). ``module`` is untouched."""
+        return self._redrawn("reset_parameters", generator)
+
+    def head_reset_module(self, generator: torch.Generator) -> nn.Module:
+        """A hook-free copy of ``module`` with its hidden layers as they are and its output
+        layer re-drawn from the initial distribution with ``generator``
+        (``reset_head(generator)``, as ``agents.networks.MLP`` has it). ``module`` is
+        untouched."""
+        return self._redrawn("reset_head", generator)
+
+    def output_layer(self) -> nn.Module:
+        """The network's output layer (``module.head``, as ``agents.networks.MLP`` has it)."""
+        head = getattr(self.module, "head", None)
+        if not isinstance(head, nn.Module):
+            raise AgentError(f"probe target {self.name!r}: {type(self.module).__name__} has no "
+                             "output layer `head`; valid: an agents.networks.MLP or a module "
+                             "with that attribute")
+        return head
+
+    def _redrawn(self, method: str, generator: torch.Generator) -> nn.Module:
         twin = spectral.network_copy(self.module)
-        reset = getattr(twin, "reset_parameters", None)
+        reset = getattr(twin, method, None)
         if not callable(reset):
             raise AgentError(f"probe target {self.name!r}: {type(self.module).__name__} has no "
-                             "reset_parameters(generator); valid: an agents.networks.MLP or a "
-                             "module with that method")
+                             f"{method}(generator); valid: an agents.networks.MLP or a module "
+                             "with that method")
         reset(generator)
         return twin
 

@@ -23,8 +23,9 @@ from __future__ import annotations
 import copy
 import dataclasses
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from typing import Any
 
 import gymnasium as gym
@@ -73,6 +74,30 @@ def _mse_grad(q_taken: Tensor, target: Tensor) -> Tensor:
 
 TD_LOSSES = {"huber": (_huber, _huber_grad), "mse": (_mse, _mse_grad)}
 LOSSES = tuple(TD_LOSSES)
+
+
+# The TD loss, written once: the update (on a population's ``(K, B)`` batch, stacked
+# networks) and the probe target ``q`` (on one member's ``(B,)`` batch, through its module)
+# both call these two functions (tested to agree on the update's own batch).
+@torch.no_grad()
+def td_target(batch: Batch, target_q: Callable[[Tensor], Tensor],
+              online_q: Callable[[Tensor], Tensor] | None = None) -> Tensor:
+    """``rewards + discounts * Q_target(next_obs, a*)``, held fixed (no grad): ``a*`` greedy
+    under the target network, or under the online network ``online_q`` (double DQN)."""
+    next_q = target_q(batch["next_obs"])
+    if online_q is not None:
+        best = online_q(batch["next_obs"]).argmax(-1, keepdim=True)
+        bootstrap = next_q.gather(-1, best).squeeze(-1)
+    else:
+        bootstrap = next_q.max(-1).values
+    return batch["rewards"] + batch["discounts"] * bootstrap
+
+
+def td_loss(q_values: Tensor, actions: Tensor, target: Tensor, loss: str) -> tuple[Tensor, Tensor]:
+    """(the ``loss`` of :data:`TD_LOSSES` between ``Q(s, a)`` and ``target``, mean over the
+    batch, the last axis; ``Q(s, a)``) for ``q_values = Q(s, ·)`` and the taken ``actions``."""
+    q_taken = q_values.gather(-1, actions.long().unsqueeze(-1)).squeeze(-1)
+    return TD_LOSSES[loss][0](q_taken, target), q_taken
 #: ``DQNConfig.horizon`` when unset: CleanRL's 500k-step CartPole run.
 DEFAULT_HORIZON = 500_000
 
@@ -262,25 +287,18 @@ class DQNMember:
         return int(q_values.argmax())
 
     def td_loss(self, batch: Batch) -> tuple[Tensor, Tensor]:
-        """(TD loss, mean Q of the taken actions) of this member on an n-step replay batch.
+        """(:func:`td_loss` of this member on an n-step replay batch -- the update's loss on
+        it --, mean Q of the taken actions). Through the module (``self.q(...)``), so the
+        hooks of a probe see the features."""
+        loss, q_taken = td_loss(self.q(batch["obs"]), batch["actions"],
+                                self._member_td_target(batch), self.config.loss)
+        return loss, q_taken.detach().mean()
 
-        Through the modules (``self.q(...)``), so the hooks of a probe see the features."""
-        actions = batch["actions"].long().unsqueeze(-1)
-        q_taken = self.q(batch["obs"]).gather(-1, actions).squeeze(-1)
-        target = self._member_td_target(batch)
-        return TD_LOSSES[self.config.loss][0](q_taken, target), q_taken.detach().mean()
-
-    @torch.no_grad()
     def _member_td_target(self, batch: Batch) -> Tensor:
-        """``rewards + discounts * Q_target(next_obs, a*)`` of this member (fixed, no grad)."""
-        k = self.index
-        next_q = self.agent._target.member_inference(k, batch["next_obs"])
-        if self.config.double_dqn:
-            best = self.agent._q.member_inference(k, batch["next_obs"]).argmax(-1, keepdim=True)
-            bootstrap = next_q.gather(-1, best).squeeze(-1)
-        else:
-            bootstrap = next_q.max(-1).values
-        return batch["rewards"] + batch["discounts"] * bootstrap
+        """:func:`td_target` of this member."""
+        k, agent = self.index, self.agent
+        online = partial(agent._q.member_inference, k) if self.config.double_dqn else None
+        return td_target(batch, partial(agent._target.member_inference, k), online)
 
     # ----------------------------------------------------------------- probes and rollouts
 
@@ -310,10 +328,9 @@ class DQNMember:
         """Gauss-Newton matrix of the TD loss in ``Q(s, ·)``: the target is fixed, so the loss
         is convex in the output (Huber: no curvature where ``|Q(s, a) − target| > 1``)."""
         target = self._member_td_target(batch)
-        actions = batch["actions"].long().unsqueeze(-1)
 
         def output_loss(z: Tensor) -> Tensor:
-            return TD_LOSSES[self.config.loss][0](z.gather(-1, actions).squeeze(-1), target)
+            return td_loss(z, batch["actions"], target, self.config.loss)[0]
 
         return (lambda: self.q(batch["obs"])), output_loss
 
@@ -471,17 +488,6 @@ class DQN(population.Population):
 
     # ------------------------------------------------------------------------ the update
 
-    def _td_target(self, batch: Batch) -> Tensor:
-        """``rewards + discounts * Q_target(next_obs, a*)``, ``(K, B)``, a* greedy under the
-        target net (or the online net for double DQN)."""
-        next_q = self._target.inference(batch["next_obs"])
-        if self.config.double_dqn:
-            best = self._q.inference(batch["next_obs"]).argmax(-1, keepdim=True)
-            bootstrap = next_q.gather(-1, best).squeeze(-1)
-        else:
-            bootstrap = next_q.max(-1).values
-        return batch["rewards"] + batch["discounts"] * bootstrap
-
     def _backward(self, batch: Batch) -> tuple[Tensor, Tensor, bool]:
         """Set the stacked ``.grad`` to the gradient of the summed members' TD losses of a
         ``(K, B)`` batch; return (per-member loss, per-member mean Q of the taken actions,
@@ -492,21 +498,20 @@ class DQN(population.Population):
         loss in :data:`TD_LOSSES`), which is what autograd computes (tested) at a fraction
         of the cost; otherwise autograd.
         """
-        loss_fn, grad_fn = TD_LOSSES[self.config.loss]
-        actions = batch["actions"].long().unsqueeze(-1)
-        target = self._td_target(batch)
+        c = self.config
+        target = td_target(batch, self._target.inference,
+                           self._q.inference if c.double_dqn else None)
         if self._q.closed_form_ready():
             with torch.no_grad():
                 q_all, inputs = self._q.forward_saving(batch["obs"])
-                q_taken = q_all.gather(-1, actions).squeeze(-1)
-                loss = loss_fn(q_taken, target)
-                grad_taken = grad_fn(q_taken, target).unsqueeze(-1)
+                loss, q_taken = td_loss(q_all, batch["actions"], target, c.loss)
+                grad_taken = TD_LOSSES[c.loss][1](q_taken, target).unsqueeze(-1)
+                actions = batch["actions"].long().unsqueeze(-1)
                 grad_out = torch.zeros_like(q_all).scatter_(-1, actions, grad_taken)
                 self._q.backward_into_grad(inputs, grad_out)
             return loss, q_taken.mean(-1), True
         self._q.clear_grads()
-        q_taken = self._q.forward(batch["obs"]).gather(-1, actions).squeeze(-1)
-        loss = loss_fn(q_taken, target)
+        loss, q_taken = td_loss(self._q.forward(batch["obs"]), batch["actions"], target, c.loss)
         loss.sum().backward()
         self._q.finish_backward()
         return loss.detach(), q_taken.detach().mean(-1), False

@@ -194,7 +194,7 @@ class _MemberMeans:
     ``(M,)`` rows without the member dimension (see :meth:`PPO._minibatch_index`), whose
     means are ``(1,)``."""
 
-    def __init__(self, lengths: Sequence[int], device: torch.device) -> None:
+    def __init__(self, lengths: Sequence[int], device: torch.device | None = None) -> None:
         width = max(lengths)
         self.flat = len(lengths) == 1
         self.padded = min(lengths) < width
@@ -220,6 +220,46 @@ class _MemberMeans:
         var = ((x - mean).square() * self.mask).sum(-1) / (self.count - 1).clamp(min=1)
         standardized = (x - mean) / (var.sqrt().unsqueeze(-1) + 1e-8)
         return torch.where(self.count.unsqueeze(-1) > 1, standardized, x)
+
+
+# PPO's loss, CleanRL's ``loss = pg_loss - ent_coef * entropy_loss + v_loss * vf_coef`` split
+# by network: what the update minimises is ``actor_loss + critic_loss`` of a minibatch, and
+# the probe targets ``policy`` / ``value`` / ``actor_critic`` are these same two functions
+# on a member's batch (tested to agree with the update's loss on its own minibatch).
+def actor_loss(policy: CategoricalPolicy | GaussianPolicy, actor_out: Tensor, batch: Batch,
+               c: PPOConfig, ent_coef: float, mean: _MemberMeans) -> tuple[Tensor, list[Tensor]]:
+    """Clipped surrogate minus ``ent_coef`` x entropy, per member (``mean`` over its rows),
+    and its diagnostics ``[pg_loss, entropy, old_approx_kl, approx_kl, clipfrac]``
+    (detached), the first five of :data:`_STATS`."""
+    new_logprob, entropy = policy.log_prob_entropy(actor_out, batch["actions"])
+    log_ratio = new_logprob - batch["logprobs"]
+    ratio = log_ratio.exp()
+    advantages = batch["advantages"]
+    if c.norm_adv:
+        advantages = mean.standardize(advantages)
+    pg_loss = mean(torch.max(
+        -advantages * ratio, -advantages * ratio.clamp(1 - c.clip_coef, 1 + c.clip_coef)
+    ))
+    entropy = mean(entropy)
+    with torch.no_grad():
+        stats = [pg_loss.detach(), entropy.detach(), mean(-log_ratio),
+                 mean((ratio - 1) - log_ratio), mean(((ratio - 1.0).abs() > c.clip_coef).float())]
+    return pg_loss - ent_coef * entropy, stats
+
+
+def critic_loss(new_value: Tensor, batch: Batch, c: PPOConfig,
+                mean: _MemberMeans) -> tuple[Tensor, Tensor]:
+    """``vf_coef`` x the value loss ``0.5 x (clipped) squared error`` of the critic's
+    ``new_value`` against the GAE returns, per member; and the value loss (detached, the
+    ``losses/value_loss`` diagnostic)."""
+    returns = batch["returns"]
+    if c.clip_vloss:
+        clipped = batch["values"] + (new_value - batch["values"]).clamp(-c.clip_coef, c.clip_coef)
+        error = torch.max((new_value - returns).square(), (clipped - returns).square())
+    else:
+        error = (new_value - returns).square()
+    v_loss = 0.5 * mean(error)
+    return c.vf_coef * v_loss, v_loss.detach()
 
 
 class PPOMember:
@@ -277,46 +317,16 @@ class PPOMember:
         return {"actor": self.actor, "critic": self.critic}
 
     def policy_loss(self, batch: Batch) -> tuple[Tensor, dict[str, Tensor]]:
-        """Clipped surrogate minus ``ent_coef`` x entropy of this member, and its diagnostics.
-
-        Through the modules, so the hooks of a probe see the features."""
-        c = self.config
-        new_logprob, entropy = self.policy.log_prob_entropy(self.actor(batch["obs"]),
-                                                            batch["actions"])
-        log_ratio = new_logprob - batch["logprobs"]
-        ratio = log_ratio.exp()
-        advantages = batch["advantages"]
-        if c.norm_adv and advantages.numel() > 1:
-            advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
-        pg_loss = torch.max(
-            -advantages * ratio, -advantages * ratio.clamp(1 - c.clip_coef, 1 + c.clip_coef)
-        ).mean()
-        entropy = entropy.mean()
-        with torch.no_grad():
-            stats = {
-                "losses/policy_loss": pg_loss.detach(),
-                "losses/entropy": entropy.detach(),
-                "losses/old_approx_kl": (-log_ratio).mean(),
-                "losses/approx_kl": ((ratio - 1) - log_ratio).mean(),
-                "losses/clipfrac": ((ratio - 1.0).abs() > c.clip_coef).float().mean(),
-            }
-        return pg_loss - self.agent.entropy_coef() * entropy, stats
+        """:func:`actor_loss` of this member on a batch (the update's loss on it), and its
+        diagnostics by name. Through the module, so the hooks of a probe see the features."""
+        loss, stats = actor_loss(self.policy, self.actor(batch["obs"]), batch, self.config,
+                                 self.agent.entropy_coef(), _MemberMeans([len(batch["obs"])]))
+        return loss[0], {key: value[0] for key, value in zip(_STATS[:5], stats, strict=True)}
 
     def value_loss(self, batch: Batch) -> Tensor:
-        """``vf_coef`` x 0.5 x (clipped) squared error of the critic against the GAE returns."""
-        c = self.config
+        """:func:`critic_loss` of this member on a batch (the update's loss on it)."""
         new_value = self.critic(batch["obs"]).squeeze(-1)
-        returns = batch["returns"]
-        if c.clip_vloss:
-            clipped = batch["values"] + (new_value - batch["values"]).clamp(
-                -c.clip_coef, c.clip_coef
-            )
-            v_loss = (
-                0.5 * torch.max((new_value - returns).square(), (clipped - returns).square()).mean()
-            )
-        else:
-            v_loss = 0.5 * (new_value - returns).square().mean()
-        return c.vf_coef * v_loss
+        return critic_loss(new_value, batch, self.config, _MemberMeans([len(batch["obs"])]))[0][0]
 
     def _normalize_obs(self, obs: np.ndarray, update: bool) -> np.ndarray:
         if self.obs_normalizer is not None:
@@ -699,36 +709,17 @@ class PPO(population.Population):
         return net.single_forward(obs) if self.k == 1 else net.forward(obs, lengths)
 
     def _losses(self, mb: Batch, lengths: list[int]) -> tuple[Tensor, list[Tensor]]:
-        """Per-member ``(K,)`` PPO losses of a padded ``(K, M)`` minibatch (a single run's
-        ``(M,)``; means over each member's own ``lengths[k]`` rows, as
-        :meth:`PPOMember.policy_loss` + ``value_loss`` compute them), and the per-member
-        ``(K,)`` diagnostics in the order of :data:`_STATS` (without grad norm)."""
-        c = self.config
+        """Per-member ``(K,)`` PPO losses :func:`actor_loss` + :func:`critic_loss` of a
+        padded ``(K, M)`` minibatch (a single run's ``(M,)``; means over each member's own
+        ``lengths[k]`` rows), and the per-member ``(K,)`` diagnostics in the order of
+        :data:`_STATS` (without grad norm)."""
         mean = _MemberMeans(lengths, self.device)
-        new_logprob, entropy = self._policy().log_prob_entropy(
-            self._train_forward(self._actor, mb["obs"], lengths), mb["actions"])
-        log_ratio = new_logprob - mb["logprobs"]
-        ratio = log_ratio.exp()
-        advantages = mb["advantages"]
-        if c.norm_adv:
-            advantages = mean.standardize(advantages)
-        pg_loss = mean(torch.max(
-            -advantages * ratio, -advantages * ratio.clamp(1 - c.clip_coef, 1 + c.clip_coef)
-        ))
-        entropy = mean(entropy)
+        policy_loss, stats = actor_loss(
+            self._policy(), self._train_forward(self._actor, mb["obs"], lengths), mb,
+            self.config, self.entropy_coef(), mean)
         new_value = self._train_forward(self._critic, mb["obs"], lengths).squeeze(-1)
-        returns = mb["returns"]
-        if c.clip_vloss:
-            clipped = mb["values"] + (new_value - mb["values"]).clamp(-c.clip_coef, c.clip_coef)
-            error = torch.max((new_value - returns).square(), (clipped - returns).square())
-        else:
-            error = (new_value - returns).square()
-        v_loss = 0.5 * mean(error)
-        with torch.no_grad():
-            stats = [pg_loss.detach(), entropy.detach(), mean(-log_ratio),
-                     mean((ratio - 1) - log_ratio),
-                     mean(((ratio - 1.0).abs() > c.clip_coef).float()), v_loss.detach()]
-        return pg_loss - self.entropy_coef() * entropy + c.vf_coef * v_loss, stats
+        value_loss, v_loss = critic_loss(new_value, mb, self.config, mean)
+        return policy_loss + value_loss, [*stats, v_loss]
 
     def _optimizer_step(self, loss: Tensor) -> Tensor:
         """Backward of the summed member losses, per-member clipping, hooks, Adam; the

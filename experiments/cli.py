@@ -295,13 +295,15 @@ def cmd_list(ns: argparse.Namespace) -> int:
         width = max(map(len, mitigations))
         print("\n".join(f"{name:<{width}}  {about}" for name, about in mitigations.items()))
     else:
-        from experiments.probing import list_probe_groups
+        from experiments.probing import PROBE_KEYS, list_probe_groups
         from experiments.resolve import DEFAULT_PROBE_METRICS, probe_metric_names
 
         descriptions = list_probe_groups()
         for name in probe_metric_names():
             mark = "*" if name in DEFAULT_PROBE_METRICS else " "
             print(f"{mark} {name:<20} {descriptions[name]}")
+            for key in PROBE_KEYS.get(name, ()):
+                print(f"{'':25}{key}")
         print("(* = in the default probe set)")
     return 0
 

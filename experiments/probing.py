@@ -27,6 +27,25 @@ carries both and their ratio::
     trainability/{random,exact}_{initial_loss,final_loss,auc}[_fresh]
     trainability/{random,exact}_{final,auc}_ratio        (network / fresh; > 1 = worse)
 
+A network whose outputs are large starts its fit at a large loss and ends it higher than a
+fresh network without having lost any ability to learn (Adam moves each weight about
+``lr`` a step, so a large head shrinks slowly). Three views separate output scale from
+features:
+
+    trainability/{random,exact}_final_fraction           final / initial loss of its own fit
+    trainability/{random,exact}_final_fraction_logratio  log(fraction / fresh's fraction)
+    trainability/features_{final_loss,final_ratio,auc_ratio}
+        the random-target fit from the network's hidden layers under a newly drawn output
+        layer (the network's own init distribution, seeded by run seed, task, network),
+        its final loss, and its final loss and area over the fresh network's
+    weights/output_layer_norm, outputs/mean_abs          the head's L2 norm and mean |output|
+                                                         (logits, V or Q) on the fit's inputs
+
+Tests (tests/experiments/test_trainability_probe.py): a head scaled x10 reads "worse" on
+the raw ratio but within 1.5x of fresh on the fraction and the feature fit; 58 of 64 ReLU
+units dead in each hidden layer reads > 5x fresh on all three; a re-initialised network
+within 1.5x on all.
+
 Probes must never change training. They run inside ``torch.random.fork_rng`` with their
 own generator seeded from (run seed, step, phase), draw batches with that generator, roll
 out on separate envs and fit copies of the networks, so the agent's generators, networks,
@@ -36,6 +55,7 @@ give identical training metrics).
 
 from __future__ import annotations
 
+import math
 import time
 import zlib
 from collections.abc import Callable, Sequence
@@ -48,7 +68,7 @@ import spectral
 from experiments import probe_data, streams
 from experiments.config import PROBE_PHASES, ProbeConfig
 
-__all__ = ["Prober", "PHASES", "PROBE_GROUPS", "is_slq_metric", "list_probe_groups"]
+__all__ = ["Prober", "PHASES", "PROBE_GROUPS", "PROBE_KEYS", "is_slq_metric", "list_probe_groups"]
 
 PHASES = PROBE_PHASES
 #: The expensive spectral metric groups (SLQ densities, Hutch++ trace), thinned at shifts.
@@ -57,6 +77,16 @@ SLQ_METRICS = ("hessian_density", "ggn_density", "hessian_trace")
 PROBE_GROUPS = {
     "trainability": "fixed-data fit of random/exact targets, network copy vs fresh: final "
                     "loss, curve area",
+}
+#: The keys each group of :data:`PROBE_GROUPS` writes (``plasticity list metrics``).
+PROBE_KEYS = {
+    "trainability": (
+        "trainability/{random,exact}_{initial_loss,final_loss,auc}[_fresh]",
+        "trainability/{random,exact}_{final,auc}_ratio",
+        "trainability/{random,exact}_final_fraction[_logratio]",
+        "trainability/features_{final_loss,final_ratio,auc_ratio}",
+        "weights/output_layer_norm, outputs/mean_abs",
+    ),
 }
 
 
@@ -257,7 +287,12 @@ class Prober:
         with torch.no_grad():
             y = spectral.standardized(
                 target.fresh_module(self._task_generator(task_id, "targets", target.name))(x))
-        out = self._fit_pair("random", target, task_id, x, y, "mse")
+            # The head's scale: a large raw fit ratio with a small one here is "large outputs".
+            out = {"weights/output_layer_norm": spectral.weight_norm(
+                       list(target.output_layer().parameters())),
+                   "outputs/mean_abs": spectral.network_copy(target.module)(x).abs().mean().item()}
+        out.update(self._fit_pair("random", target, task_id, x, y, "mse"))
+        out.update(self._feature_fit(target, task_id, x, y))
         if exact is not None and target.name in EXACT_TARGETS:
             obs_e, action_values = exact
             y_e, loss = EXACT_TARGETS[target.name](_on_device(action_values, target.module))
@@ -265,25 +300,45 @@ class Prober:
                                       target.observe(_on_device(obs_e, target.module)), y_e, loss))
         return out
 
-    def _fit_pair(self, kind: str, target: Any, task_id: int, x: Tensor, y: Tensor,
-                  loss: str) -> dict[str, float]:
-        budget = dict(steps=self.config.trainability_steps, lr=self.config.trainability_lr,
-                      loss=loss)
-        curve = spectral.fit_curve(target.module, x, y, **budget)
+    def _budget(self, loss: str) -> dict[str, Any]:
+        return dict(steps=self.config.trainability_steps, lr=self.config.trainability_lr, loss=loss)
+
+    def _fresh_fit(self, kind: str, target: Any, task_id: int, x: Tensor, y: Tensor,
+                   loss: str) -> spectral.FitCurve:
         # The fresh network's fit depends only on its seed and the data: compute it once.
         key = (kind, task_id, target.name, zlib.crc32(x.cpu().numpy().tobytes()))
         if key not in self._fresh_fits:
             fresh = target.fresh_module(self._task_generator(task_id, "fresh", target.name))
-            self._fresh_fits[key] = spectral.fit_curve(fresh, x, y, **budget)
-        fresh = self._fresh_fits[key]
+            self._fresh_fits[key] = spectral.fit_curve(fresh, x, y, **self._budget(loss))
+        return self._fresh_fits[key]
+
+    def _fit_pair(self, kind: str, target: Any, task_id: int, x: Tensor, y: Tensor,
+                  loss: str) -> dict[str, float]:
+        curve = spectral.fit_curve(target.module, x, y, **self._budget(loss))
+        fresh = self._fresh_fit(kind, target, task_id, x, y, loss)
         p = f"trainability/{kind}_"
+        # final / initial divides out the starting loss, which large outputs inflate.
+        fraction, fresh_fraction = _ratio(curve.final, curve.initial), _ratio(fresh.final, fresh.initial)
         return {
             p + "initial_loss": curve.initial, p + "final_loss": curve.final, p + "auc": curve.auc,
             p + "initial_loss_fresh": fresh.initial, p + "final_loss_fresh": fresh.final,
             p + "auc_fresh": fresh.auc,
             p + "final_ratio": _ratio(curve.final, fresh.final),
             p + "auc_ratio": _ratio(curve.auc, fresh.auc),
+            p + "final_fraction": fraction,
+            p + "final_fraction_logratio": _log(_ratio(fraction, fresh_fraction)),
         }
+
+    def _feature_fit(self, target: Any, task_id: int, x: Tensor, y: Tensor) -> dict[str, float]:
+        """The random-target fit from the network's hidden layers under a newly drawn output
+        layer (seeded by run seed, task and network), against the fresh network's fit: the
+        features' trainability, whatever the trained head's scale."""
+        module = target.head_reset_module(self._task_generator(task_id, "head", target.name))
+        curve = spectral.fit_curve(module, x, y, **self._budget("mse"))
+        fresh = self._fresh_fit("random", target, task_id, x, y, "mse")
+        return {"trainability/features_final_loss": curve.final,
+                "trainability/features_final_ratio": _ratio(curve.final, fresh.final),
+                "trainability/features_auc_ratio": _ratio(curve.auc, fresh.auc)}
 
 
 def _on_device(data: Any, module: nn.Module) -> Any:
@@ -296,6 +351,10 @@ def _on_device(data: Any, module: nn.Module) -> Any:
 
 def _ratio(a: float, b: float) -> float:
     return a / b if b > 0 else float("nan")
+
+
+def _log(x: float) -> float:
+    return math.log(x) if x > 0 else float("nan")
 
 
 def _split(batch: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:

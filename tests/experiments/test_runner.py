@@ -14,6 +14,7 @@ from agents.ppo import PPOMember
 from experiments import streams
 from experiments.errors import ConfigError, RunDiverged
 from experiments.rundir import read_jsonl
+from experiments.runner import run_population
 
 TIMING_KEYS = ("time", "charts/sps", "perf/probe_seconds")
 
@@ -78,28 +79,47 @@ def training_rows(run_dir: Path) -> tuple[list[dict], list[dict]]:
     return metrics, rows(run_dir, "episodes.jsonl")
 
 
+#: Keys every fixed-data row of the trainability group carries (the hidden-goal room and
+#: CartPole streams: random targets; exact ones where the stream has them).
+TRAINABILITY_KEYS = ("trainability/random_final_ratio", "trainability/random_final_fraction",
+                     "trainability/random_final_fraction_logratio",
+                     "trainability/features_final_loss", "trainability/features_final_ratio",
+                     "trainability/features_auc_ratio", "weights/output_layer_norm",
+                     "outputs/mean_abs")
+
+
+@pytest.mark.parametrize("population", [False, True], ids=["single", "population"])
 @pytest.mark.parametrize("algo", ["dqn", "ppo"])
-def test_probes_do_not_change_training(algo, dqn_config, ppo_config, tmp_path):
+def test_probes_do_not_change_training(algo, population, dqn_config, ppo_config, tmp_path):
     make = dqn_config if algo == "dqn" else ppo_config
     log = make().experiment.log_every
-    # every probe, the trainability fits on copies of the networks and the fixed data's own
-    # env included, at every phase
+    seeds = (0, 1) if population else (None,)
+
+    def launch(name, **overrides):
+        configs = [make(**overrides, **{"experiment.out": str(tmp_path / f"{name}{s}")},
+                        **({} if s is None else {"experiment.seed": s})) for s in seeds]
+        if population:  # a population of two: one process, stacked networks
+            return [r.run_dir for r in run_population(configs)]
+        return [experiments.run(configs[0]).run_dir]
+
+    # every probe, the trainability fits on copies of the networks (feature fit, head
+    # scale) and the fixed data's own env included, at every phase
     metrics = [*make().probes.metrics, "trainability"]
-    probed = experiments.run(make(**{"probes.cadence": log, "probes.metrics": metrics,
-                                     "probes.fixed_phases": ["pre", "init", "cadence"],
-                                     "probes.trainability_steps": 5,
-                                     "experiment.out": str(tmp_path / "a")}))
-    plain = experiments.run(make(**{"probes.enabled": False, "experiment.out": str(tmp_path / "b")}))
-    assert rows(probed.run_dir, "probes.jsonl") and not rows(plain.run_dir, "probes.jsonl")
-    probes = rows(probed.run_dir, "probes.jsonl")
-    assert {(p["phase"], p["data"]) for p in probes} == {
-        (phase, data) for phase in ("pre", "init", "cadence") for data in ("on_policy", "fixed")}
-    assert all("trainability/random_final_ratio" in p for p in probes if p["data"] == "fixed")
-    metrics_a, episodes_a = training_rows(probed.run_dir)
-    metrics_b, episodes_b = training_rows(plain.run_dir)
-    assert len(episodes_a) > 5 and any(k.startswith("losses/") for k in metrics_a[-1])
-    assert metrics_a == metrics_b
-    assert episodes_a == episodes_b
+    probed = launch("a", **{"probes.cadence": log, "probes.metrics": metrics,
+                            "probes.fixed_phases": ["pre", "init", "cadence"],
+                            "probes.trainability_steps": 5})
+    plain = launch("b", **{"probes.enabled": False})
+    for probed_dir, plain_dir in zip(probed, plain, strict=True):
+        probes = rows(probed_dir, "probes.jsonl")
+        assert probes and not rows(plain_dir, "probes.jsonl")
+        assert {(p["phase"], p["data"]) for p in probes} == {
+            (phase, data) for phase in ("pre", "init", "cadence") for data in ("on_policy", "fixed")}
+        assert all(key in p for p in probes if p["data"] == "fixed" for key in TRAINABILITY_KEYS)
+        metrics_a, episodes_a = training_rows(probed_dir)
+        metrics_b, episodes_b = training_rows(plain_dir)
+        assert len(episodes_a) > 5 and any(k.startswith("losses/") for k in metrics_a[-1])
+        assert metrics_a == metrics_b
+        assert episodes_a == episodes_b
 
 
 def test_fresh_reference_reinitialises_at_every_shift(dqn_config, tmp_path):
