@@ -69,6 +69,7 @@ __all__ = [
     "Reference",
     "Declarations",
     "parse_declarations",
+    "arm_seeds",
     "PHASES",
     "NETWORKS",
     "DATA",
@@ -239,7 +240,7 @@ def _hypothesis(raw: Any, index: int) -> Hypothesis:
         contrast=tuple(float(w) for w in raw.get("contrast", ())))
 
 
-def _arm_seeds(study: Mapping[str, Any]) -> dict[str, set[int]]:
+def arm_seeds(study: Mapping[str, Any]) -> dict[str, set[int]]:
     """Each ``[[arms]]`` name's seeds in a study file (the arm's own, else the file's)."""
     seeds = study.get("seeds", [0])
     out = {}
@@ -253,7 +254,7 @@ def _arm_seeds(study: Mapping[str, Any]) -> dict[str, set[int]]:
 
 def _check_pairing(hypotheses: Sequence[Hypothesis], study: Mapping[str, Any]) -> None:
     """A declared paired comparison needs arms that share at least MIN_SEEDS seeds."""
-    seeds = _arm_seeds(study)
+    seeds = arm_seeds(study)
     for h in hypotheses:
         if not h.paired or h.versus not in seeds:
             continue
