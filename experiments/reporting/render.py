@@ -188,6 +188,10 @@ def changed_verdicts(report: Report, previous: dict) -> list[tuple[str, str, str
                             else why))
             elif t.verdict != before:
                 why = _CHANGE_REASONS.get(t.variant, "the method changed")
+                paired, _, of = t.seeds.partition(" paired of ")
+                if of and len(set(of.split()[0].split("/"))) > 1:
+                    why += (f" (only the {paired} shared seeds enter; the other arm's "
+                            "unshared seeds are left out)")
                 if t.verdict == "inconclusive":
                     why += (f"; now {_estimate(t)}, Holm p {fmt.p_value(t.p_holm)} "
                             f"(was {old[key]['estimate']}, Holm p {old[key]['p_holm']})")
