@@ -455,6 +455,10 @@ def _limitations(s_arms: Sequence[Arm], refs: Mapping[str, ArmReference], decl: 
         out.append(f"{dirty} run(s) were made from a working tree with uncommitted changes.")
     if not_done:
         out.append(f"{len(not_done)} run(s) did not finish and are left out of every number.")
+    if decl.threshold is not None:
+        out.append(f"The study file declares threshold = {decl.threshold:g}: the adaptation "
+                   "table is recomputed from the episodes with it (the table stored with the "
+                   "runs is not used).")
     if not decl.hypotheses:
         out.append("No hypothesis was declared: every result is exploratory.")
     return tuple(out)
