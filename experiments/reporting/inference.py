@@ -12,7 +12,7 @@ precision on any numpy / scipy / pandas the install resolves.
 * :func:`mean_interval` -- the mean over seeds of each seed's mean, with the t interval
   ``m +- t(G-1) s / sqrt(G)`` (G seeds, s the sd of the seed means). This covers 95% at 5
   and 10 seeds (``tests/experiments/test_reporting_coverage.py``), where the percentile
-  cluster bootstrap the first and second editions used covers about 88% at 5 seeds and 92%
+  cluster bootstrap the first and second editions used covers about 84% at 5 seeds and 89%
   at 10.
 * :func:`difference` -- ``mean(a) - mean(b)``. When the arms share at least
   :data:`MIN_SEEDS` seeds (the same seed number gives both arms the same environment draws),

@@ -319,7 +319,8 @@ def _methods(report: Report) -> list[str]:
         "the same environment draws; the table says e.g. `5 paired of 5/10`), or Welch's t "
         "when fewer than 3 are shared. Measured coverage on simulated studies with the "
         "second edition's variance components: 95% at 5 and 10 seeds (the percentile "
-        "cluster bootstrap of the first reports: about 88% at 5 seeds).",
+        "cluster bootstrap of the earlier reports: 84% at 5 seeds, 89-90% at 10; "
+        "benchmarks/RESULTS.md).",
         "- **Within-arm effects and trends**: the within-seed slope -- the target and every "
         "covariate (the probe, the task index) centred on their seed means, least squares "
         "(the fixed-effects estimator, equal to the Mundlak random-intercept model's within "
