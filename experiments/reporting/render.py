@@ -149,7 +149,10 @@ def _pooled(report: Report) -> list[str]:
                   f"k = {p.k}, tau^2 = {fmt.number(p.tau2)}, I^2 = {p.i2:.0%}, "
                   f"p {fmt.p_value(p.p)}" if p.k >= 2 else "not computable (fewer than two "
                   "defined tests)")
-        md += [f"**{pt.id}** ({VARIANTS.get(pt.variant, pt.variant)}): pooled {pooled}.", ""]
+        h = pt.tests[0][1].hypothesis
+        what = f"`{h.probe or h.target}`" + (f" ({h.phase})" if h.probe else "")
+        md += [f"**{pt.id}** ({VARIANTS.get(pt.variant, pt.variant)} of {what}): pooled "
+               f"{pooled}.", ""]
         md += fmt.table(["stream", "arm", "quantity", "estimate [95% CI]", "verdict"], body)
     return md
 
