@@ -89,6 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="build from runs made by different code commits (listed in the "
                              "report); without it such input is refused")
 
+    _add_power_parser(sub)
     sub.add_parser("envs", help="list the registered non-stationary streams")
     lister = sub.add_parser("list", help="list agents, mitigations, probe metrics or streams")
     lister.add_argument("what", choices=("agents", "mitigations", "metrics", "envs"))
@@ -308,8 +309,30 @@ def cmd_list(ns: argparse.Namespace) -> int:
     return 0
 
 
+def _add_power_parser(sub: Any) -> None:
+    power = sub.add_parser("power", help="the effect each declared hypothesis can detect",
+                           description="Simulate each [[hypotheses]] test of STUDY.toml from "
+                           "a pilot's (or a previous edition's) tables and print, for the "
+                           "file's seeds and shifts, the effect detectable at 80% power and "
+                           "P(equivalent | true zero) (experiments/reporting/power.py).")
+    power.add_argument("file", metavar="STUDY.toml")
+    power.add_argument("--from", dest="tables", required=True, metavar="TABLES_DIR",
+                       help="a tables directory, e.g. docs/tables/e2_ppo_hidden_goal")
+    power.add_argument("--sims", type=int, default=400,
+                       help="simulated studies per test (default 400)")
+
+
+def cmd_power(ns: argparse.Namespace) -> int:
+    from experiments.reporting.power import power_report
+
+    if ns.sims < 20:
+        raise ConfigError(f"power: --sims = {ns.sims}; expected at least 20")
+    print(power_report(ns.file, ns.tables, n_sims=ns.sims))
+    return 0
+
+
 COMMANDS = {"run": cmd_run, "sweep": cmd_sweep, "report": cmd_report, "envs": cmd_envs,
-            "list": cmd_list}
+            "list": cmd_list, "power": cmd_power}
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:

@@ -1,8 +1,9 @@
 """The plain-language answer: the declared verdicts, sorted by the question each one answers.
 
-Every sentence is made from the confirmatory tests (:class:`~experiments.reporting.hypotheses.
-Outcome`) of the streams; nothing here is a new test or a new number. A declared hypothesis
-answers one of the study's questions, read off its declared fields (:func:`question_of`):
+Every sentence is made from the confirmatory tests (:class:`~experiments.reporting.outcome.
+Outcome`) of the streams, with fixed words per verdict (:data:`WORDS`); nothing here is a new
+test or a new number. A declared hypothesis answers one of the study's questions, read off its
+declared fields by its kind (:attr:`experiments.reporting.kinds.Kind.question`):
 
 * **collapse** -- does a collapsed spectrum at new-task init predict slower adaptation
   (``within_arm``, a ``hessian/`` probe)?
@@ -16,9 +17,8 @@ answers one of the study's questions, read off its declared fields (:func:`quest
   (``dose_response``)?
 * **mitigation** -- does a (non-oracle) mitigation adapt better than the comparison arm?
 
-A question's answer lists, per stream, the verdict of each of its tests with the estimate;
-"supported" means Holm-adjusted p < 0.05 in the declared direction, so "not supported" is
-absence of evidence, not evidence of absence.
+The same lines are the README's study summary (:func:`readme_block`, between
+:data:`BLOCK_START` and :data:`BLOCK_END`), so the README says exactly what the report says.
 """
 
 from __future__ import annotations
@@ -26,10 +26,19 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from experiments.reporting import format as fmt
-from experiments.reporting.hypotheses import NOT_SUPPORTED, OPPOSITE, SUPPORTED, Outcome
 from experiments.reporting.inference import Interval
+from experiments.reporting.kinds import KINDS
+from experiments.reporting.outcome import (
+    EQUIVALENT,
+    INCONCLUSIVE,
+    OPPOSITE,
+    SUPPORTED,
+    VERDICTS,
+    Outcome,
+)
 
-__all__ = ["QUESTIONS", "question_of", "answer"]
+__all__ = ["QUESTIONS", "WORDS", "question_of", "answer", "verdict_line", "readme_block",
+           "replace_block", "BLOCK_START", "BLOCK_END"]
 
 #: Question id -> the question as the answer section asks it (in this order).
 QUESTIONS = {
@@ -42,41 +51,47 @@ QUESTIONS = {
     "mitigation": "Do the other mitigations adapt better?",
     "other": "Other declared hypotheses",
 }
+#: The fixed words of each verdict (the estimate and its detail follow in parentheses).
+WORDS = {
+    SUPPORTED: "supported",
+    OPPOSITE: "the opposite of the claim",
+    EQUIVALENT: "equivalent: no effect as large as the declared smallest effect of interest",
+    INCONCLUSIVE: "no evidence either way at this power",
+}
+BLOCK_START = "<!-- results-summary:start -->"
+BLOCK_END = "<!-- results-summary:end -->"
 
 
 def question_of(outcome: Outcome, comparison_arm: str | None, oracle_arms: Sequence[str]) -> str:
     """The question a test answers, from its hypothesis's declared fields."""
     h = outcome.hypothesis
-    probe = h.probe or ""
-    if h.kind == "within_arm":
-        if probe.startswith("hessian/"):
-            return "collapse"
-        if probe.startswith("features/"):
-            return "features"
-    if h.kind == "dose_response":
-        return "er"
-    if outcome.arm in oracle_arms and h.kind == "between_arms":
-        return "oracle"
-    if probe.startswith("trainability/") and outcome.arm == comparison_arm:
-        return "trainability"
-    if h.kind == "between_arms" and h.probe is None:
-        return "mitigation"
-    return "other"
+    return KINDS[h.kind].question(h, outcome.arm, comparison_arm, oracle_arms)
 
 
 def _estimate(t: Outcome) -> str:
+    return fmt.interval(Interval(t.estimate, t.low, t.high, t.n_rows, t.n_seeds), signed=True)
+
+
+def verdict_line(t: Outcome) -> str:
+    """The verdict in its fixed words with the numbers that back it."""
+    words = WORDS[t.verdict]
     if not t.defined:
-        return f"not testable: {t.reason}" if t.reason else "not testable"
-    text = fmt.interval(Interval(t.estimate, t.low, t.high, t.n_rows, t.n_seeds), signed=True)
-    return f"{text}, {t.n_rows} rows / {t.n_seeds} seeds, Holm p {fmt.p_value(t.p_holm)}"
+        return f"{words} (not testable: {t.reason or 'undefined'})"
+    seeds = f"{t.seeds}, " if t.seeds else ""
+    detail = f"{_estimate(t)}, {seeds}Holm p {fmt.p_value(t.p_holm)}"
+    if t.verdict == INCONCLUSIVE:
+        unit = KINDS[t.hypothesis.kind].unit(t.hypothesis)
+        return f"{words} (detectable {unit} ≈ {fmt.number(t.detectable, 2 if abs(t.detectable) < 100 else 3)}; {detail})"
+    if t.verdict == EQUIVALENT:
+        return f"{words} (±{fmt.number(t.hypothesis.sesoi)}; {detail})"
+    return f"{words} ({detail})"
 
 
 def _tally(tests: Sequence[tuple[str, Outcome]]) -> str:
-    """``supported in 2 of 5 tests (A, B); opposite direction in 1 (C); not supported: 2``."""
+    """``3 test(s): supported in 1 (A H1); no evidence either way in 2 (B H2, C H2).``"""
     parts = []
-    for verdict in (SUPPORTED, OPPOSITE, NOT_SUPPORTED):
-        where = [f"{stream} {t.hypothesis.id}" + (" lagged" if t.variant == "lagged" else "")
-                 for stream, t in tests if t.verdict == verdict]
+    for verdict in VERDICTS:
+        where = [f"{stream} {t.hypothesis.id}" for stream, t in tests if t.verdict == verdict]
         if where:
             parts.append(f"{verdict} in {len(where)} ({', '.join(where)})")
     return f"{len(tests)} test(s): " + "; ".join(parts) + "."
@@ -91,9 +106,11 @@ def answer(streams: Sequence) -> list[str]:
         for t in s.tests:
             by_question[question_of(t, d.comparison_arm, d.oracle_arms)].append((s.name, t))
     md = ["Each question below is answered only by the declared tests (the confirmatory "
-          "section); the sentence under each test is its declared claim and its verdict. "
-          "\"Not supported\" means no evidence at Holm-adjusted p < 0.05 either way -- it is "
-          "not evidence that the effect is absent.", ""]
+          "section), in fixed words per verdict: supported / the opposite of the claim "
+          "(Holm-adjusted p < 0.05) / equivalent (inside the declared smallest effect of "
+          "interest) / no evidence either way at this power -- which is not evidence that "
+          "the effect is absent: the detectable effect says how large it would have had to "
+          "be to be found with 80% power.", ""]
     if not any(by_question.values()):
         return md + ["No hypothesis is declared: there is no confirmatory answer.", ""]
     for q, tests in by_question.items():
@@ -103,8 +120,22 @@ def answer(streams: Sequence) -> list[str]:
         for stream, t in tests:
             h = t.hypothesis
             claim = h.statement or h.describe()
-            variant = {"lagged": " (shift k predicts shift k+1)", "effect": ""}.get(t.variant, "")
-            md.append(f"- {stream} {h.id}{variant}, {t.arm}: {claim} -- **{t.verdict}** "
-                      f"({_estimate(t)}).")
+            md.append(f"- {stream} {h.id}, {t.arm}: {claim} -- **{verdict_line(t)}**.")
         md.append("")
     return md
+
+
+def readme_block(streams: Sequence) -> str:
+    """The README's study summary: the answer's lines between the two markers."""
+    lines = answer(streams)
+    while lines and not lines[-1]:
+        lines = lines[:-1]
+    return "\n".join([BLOCK_START, *lines, BLOCK_END])
+
+
+def replace_block(text: str, block: str) -> str | None:
+    """``text`` with its marked block replaced by ``block``; None without both markers."""
+    start, end = text.find(BLOCK_START), text.find(BLOCK_END)
+    if start < 0 or end < start:
+        return None
+    return text[:start] + block + text[end + len(BLOCK_END):]

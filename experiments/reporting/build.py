@@ -13,8 +13,14 @@ Both load :class:`~experiments.analysis.RunData`, refuse runs of several code co
 unless ``allow_mixed_commits`` (naming them), read each stream's declarations from its study
 file (the sweep's ``sweep.toml``, kept in the ``sweeps`` table), summarise
 (:mod:`.summary`), draw (:mod:`.figures`) and render (:mod:`.render`). The document depends
-on the tables and the arguments only, so rebuilding it from the written tables gives the
-same bytes.
+on the tables, the arguments and the analysis stack's versions (printed in it; the rebuild
+pins them with ``docs/report-constraints.txt``) only, so rebuilding it from the written
+tables gives the same bytes.
+
+The study configuration also reads ``OUT/previous_verdicts.json`` when it is there (a
+previous edition's verdicts; the report lists the verdicts that changed) and rewrites the
+marked study-summary block of the ``README.md`` beside ``OUT`` when that file has one
+(:func:`experiments.reporting.answer.readme_block`).
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from __future__ import annotations
 import json
 import tomllib
 from collections.abc import Sequence
+from importlib import metadata
 from pathlib import Path
 
 from experiments.analysis.adaptation import AdaptationSpec, adaptation_frame, spec_for
@@ -34,18 +41,37 @@ from experiments.analysis.rundata import (
     write_tables,
 )
 from experiments.errors import ConfigError
+from experiments.reporting.answer import readme_block, replace_block
 from experiments.reporting.declarations import Declarations, parse_declarations
 from experiments.reporting.figures import write_figures
-from experiments.reporting.inference import N_RESAMPLES
 from experiments.reporting.render import render
-from experiments.reporting.summary import Report, StreamInput, summarize
+from experiments.reporting.summary import Report, StreamInput, pool_across, summarize
 from experiments.tomlio import dumps_toml
 
-__all__ = ["write_report", "write_study_report", "load_streams", "STUDY_TITLE", "STUDIES_DIR"]
+__all__ = ["write_report", "write_study_report", "load_streams", "analysis_versions",
+           "STUDY_TITLE", "STUDIES_DIR", "ANALYSIS_STACK"]
 
 STUDY_TITLE = "Results: spectral collapse and loss of plasticity in RL"
 REPORT_TITLE = "Plasticity report"
 STUDIES_DIR = Path(__file__).resolve().parents[1] / "studies"
+#: The packages every number of a report goes through (their versions are printed in it).
+ANALYSIS_STACK = ("numpy", "scipy", "pandas", "pyarrow")
+
+
+def analysis_versions() -> tuple[str, ...]:
+    """``("numpy 2.4.6", ...)`` of :data:`ANALYSIS_STACK` as installed."""
+    out = []
+    for name in ANALYSIS_STACK:
+        try:
+            out.append(f"{name} {metadata.version(name)}")
+        except metadata.PackageNotFoundError:
+            out.append(f"{name} not installed")
+    return tuple(out)
+
+
+def _report(title: str, streams: Sequence[StreamInput]) -> Report:
+    summaries = tuple(summarize(s) for s in streams)
+    return Report(title, summaries, pool_across(summaries), analysis_versions())
 
 
 def _declarations(source: str, where: str) -> Declarations:
@@ -99,8 +125,7 @@ def _figures(report: Report, fig_dir: Path, doc_dir: Path) -> dict[str, dict[str
 
 
 def write_report(paths: Sequence[str | Path], out: str | Path | None = None, *,
-                 allow_mixed_commits: bool = False, n_resamples: int = N_RESAMPLES,
-                 seed: int = 0) -> Path:
+                 allow_mixed_commits: bool = False) -> Path:
     """``plasticity report``: the generic configuration (module docstring); returns the
     ``report.md`` path. ``out`` defaults to the single path given (the directory holding it
     when it is a tables directory), else ``./report``."""
@@ -112,8 +137,7 @@ def write_report(paths: Sequence[str | Path], out: str | Path | None = None, *,
         out = out.parent if is_tables_dir(out) else out
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    report = Report(REPORT_TITLE, tuple(summarize(s, n_resamples=n_resamples, seed=seed)
-                                        for s in load_streams(data)), n_resamples, seed)
+    report = _report(REPORT_TITLE, load_streams(data))
     figures = _figures(report, out / "figures", out)
     write_tables(data, out / "tables")
     path = out / "report.md"
@@ -144,8 +168,7 @@ def _study_commands(streams: Sequence[StreamInput], out: Path) -> tuple[dict[str
 
 
 def write_study_report(paths: Sequence[str | Path], out: str | Path = "docs", *,
-                       allow_mixed_commits: bool = False, n_resamples: int = N_RESAMPLES,
-                       seed: int = 0) -> Path:
+                       allow_mixed_commits: bool = False) -> Path:
     """``plasticity report --study``: one stream per path (module docstring); returns the
     ``results.md`` path."""
     paths = [Path(p) for p in paths]
@@ -167,8 +190,7 @@ def write_study_report(paths: Sequence[str | Path], out: str | Path = "docs", *,
         streams.append(found[0])
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    report = Report(STUDY_TITLE, tuple(summarize(s, n_resamples=n_resamples, seed=seed)
-                                       for s in streams), n_resamples, seed)
+    report = _report(STUDY_TITLE, streams)
     figures = _figures(report, out / "figures", out)
     configs: dict[str, dict[str, str]] = {}
     for s, data in zip(streams, datas, strict=True):
@@ -187,5 +209,20 @@ def write_study_report(paths: Sequence[str | Path], out: str | Path = "docs", *,
         configs[s.name] = links
     path = out / "results.md"
     commands, regenerate = _study_commands(streams, out)
-    path.write_text(render(report, figures, commands, configs, regenerate), encoding="utf-8")
+    previous_file = out / "previous_verdicts.json"
+    previous = (json.loads(previous_file.read_text(encoding="utf-8"))
+                if previous_file.is_file() else None)
+    path.write_text(render(report, figures, commands, configs, regenerate, previous),
+                    encoding="utf-8")
+    _update_readme(out.resolve().parent / "README.md", readme_block(report.streams))
     return path
+
+
+def _update_readme(readme: Path, block: str) -> None:
+    """Rewrite the README's marked study-summary block (nothing without one)."""
+    if not readme.is_file():
+        return
+    text = readme.read_text(encoding="utf-8")
+    updated = replace_block(text, block)
+    if updated is not None and updated != text:
+        readme.write_text(updated, encoding="utf-8")

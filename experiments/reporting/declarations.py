@@ -36,28 +36,21 @@ A study file (``experiments/studies/*.toml``, a sweep file) may carry, besides t
     arms = ["continual"]         # one test per arm
     versus = "fresh"             # between_arms only: the arm compared with
     versus_phase = "trained_once"  # between_arms, optional: the versus arm's probe phase
+    paired = true                # between_arms, optional: demand a paired t on the shared
+                                 # seeds (refused when the arms share < 3 seeds); false: Welch
+                                 # (default: paired when >= 3 seeds are shared, else Welch)
     doses = [1e-6, 1e-4, 1e-3]   # dose_response only: the dose of each arm, in order
-    scale = "ranks"              # within_arm / trend: ranks (default) or raw
+    contrast = [-1, 2, -1]       # dose_response, optional: test this contrast of the arms'
+                                 # means instead of the slope (non-monotone doses; sums to 0)
+    scale = "ranks"              # within_arm / trend / dose_response: ranks (default) or raw
+    sesoi = 0.3                  # optional: smallest effect size of interest, in the test's
+                                 # units; a non-significant test whose 90% interval lies
+                                 # inside +-sesoi is "equivalent" (TOST)
 
-Kinds and what ``sign`` is the sign of:
-
-* ``within_arm``: the within-seed coefficient of the probe in ``target ~ probe + task_index
-  + (1 | seed)`` (:func:`~experiments.reporting.inference.mixed_effect`); each one also gets the
-  lagged test "probe at shift k predicts ``target`` at shift k+1 beyond ``target`` at shift k",
-  with the same expected sign, in the same family.
-* ``between_arms``: ``mean(arm) - mean(versus)`` of the probe (when ``probe`` is given) or of
-  ``target``, seed-cluster bootstrap.
-  With ``versus_phase`` the versus arm's probe is taken at that phase (e.g. the continual
-  network at ``init`` against the fresh arm's ``trained_once`` network).
-* ``trend``: the coefficient of the task index in ``quantity ~ task_index + (1 | seed)``
-  (quantity = the probe when given, else ``target``).
-* ``dose_response``: the coefficient of the dose in ``quantity ~ dose + task_index +
-  (1 | seed)`` over the rows of all listed arms (``doses[i]`` is the dose of ``arms[i]``;
-  one test for the whole list).
-
-Every declared test of a study is one family; Holm's rule keeps the family-wise error at
-``alpha`` (0.05). A verdict is "supported" (adjusted p < alpha, estimate of the declared
-sign), "opposite direction" (adjusted p < alpha, the other sign) or "not supported".
+Kinds and what ``sign`` is the sign of: :mod:`experiments.reporting.kinds` (the registry:
+each kind's keys, checks, estimator and claim). Every declared test of a study is one
+family; Holm's rule keeps the family-wise error at ``alpha`` (0.05). Verdicts: supported ·
+opposite · equivalent · inconclusive (:mod:`experiments.reporting.outcome`).
 Nothing that is not declared here reaches the verdicts.
 """
 
@@ -68,19 +61,20 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from experiments.errors import ConfigError
+from experiments.reporting.inference import MIN_SEEDS
+from experiments.reporting.kinds import KINDS
 
 __all__ = [
     "Hypothesis",
     "Reference",
     "Declarations",
     "parse_declarations",
-    "KINDS",
+    "arm_seeds",
     "PHASES",
     "NETWORKS",
     "DATA",
 ]
 
-KINDS = ("within_arm", "between_arms", "trend", "dose_response")
 PHASES = ("pre", "init", "trained_once", "cadence")
 NETWORKS = ("q", "policy", "value", "actor_critic")
 DATA = ("on_policy", "fixed")
@@ -89,8 +83,11 @@ SCALES = ("ranks", "raw")
 REPORT_KEYS = ("key_arms", "comparison_arm", "oracle_arms", "negative_control",
                "primary_target", "exploratory_probes", "threshold", "max_return", "limitations",
                "stationary", "references")
-HYPOTHESIS_KEYS = ("id", "statement", "kind", "probe", "phase", "network", "data", "target",
-                   "sign", "arms", "versus", "versus_phase", "doses", "scale")
+#: Keys every kind takes; each kind adds its own (``KINDS[kind].keys``).
+COMMON_KEYS = ("id", "statement", "kind", "probe", "phase", "network", "data", "target",
+               "sign", "arms", "sesoi")
+HYPOTHESIS_KEYS = tuple(dict.fromkeys(COMMON_KEYS + tuple(k for kind in KINDS.values()
+                                                          for k in kind.keys)))
 ALPHA = 0.05
 
 
@@ -112,6 +109,9 @@ class Hypothesis:
     doses: tuple[float, ...] = ()
     scale: str = "ranks"
     statement: str = ""
+    sesoi: float | None = None
+    paired: bool | None = None
+    contrast: tuple[float, ...] = ()
 
     @property
     def probe_key(self) -> tuple[str, str, str, str] | None:
@@ -129,17 +129,8 @@ class Hypothesis:
         return str(self.target)
 
     def describe(self) -> str:
-        """The claim in one line, from the declared fields."""
-        up = "higher" if self.sign == "+" else "lower"
-        if self.kind == "within_arm":
-            return (f"within an arm, a {up} {self.quantity} goes with a higher {self.target} "
-                    "(within seeds, beyond the task index)")
-        if self.kind == "between_arms":
-            phase = f" ({self.versus_phase})" if self.versus_phase else ""
-            return f"{self.quantity} is {up} in the arm than in {self.versus}{phase}"
-        if self.kind == "dose_response":
-            return f"{self.quantity} becomes {up} as the dose rises"
-        return f"{self.quantity} becomes {up} with the task index"
+        """The claim in one line, from the declared fields (the kind's wording)."""
+        return KINDS[self.kind].describe(self)
 
 
 @dataclass(frozen=True)
@@ -211,53 +202,72 @@ def _hypothesis(raw: Any, index: int) -> Hypothesis:
         if key not in raw:
             raise ConfigError(f"{where}: missing {key!r} (every hypothesis needs id, kind, "
                               "sign and arms)")
-    kind = _choice(where, "kind", raw["kind"], KINDS)
+    kind = KINDS[_choice(where, "kind", raw["kind"], tuple(KINDS))]
     probe, target = raw.get("probe"), raw.get("target")
     for key, value in (("probe", probe), ("target", target)):
         if value is not None and (not isinstance(value, str) or not value):
             raise ConfigError(f"{where}: {key} = {value!r}; expected a column name")
-    if kind == "within_arm" and (probe is None or target is None):
-        raise ConfigError(f"{where}: kind = 'within_arm' needs both probe and target")
-    if kind != "within_arm" and (probe is None) == (target is None):
-        raise ConfigError(f"{where}: kind = {kind!r} tests one quantity: give probe or target, "
-                          "not both")
+    foreign = sorted(k for k in set(raw) - set(COMMON_KEYS) if k not in kind.keys)
+    if foreign:
+        owners = [k.name for k in KINDS.values() if foreign[0] in k.keys]
+        raise ConfigError(f"{where}: {foreign[0]} is only for kind = "
+                          f"{' / '.join(repr(o) for o in owners)}")
+    kind.check(raw, where)
     if probe is not None and "network" not in raw:
         raise ConfigError(f"{where}: probe {probe!r} needs network (valid choices: "
                           f"{', '.join(NETWORKS)})")
-    versus = raw.get("versus")
-    if kind == "between_arms":
-        if not isinstance(versus, str):
-            raise ConfigError(f"{where}: kind = 'between_arms' needs versus = \"<arm>\"")
-    elif versus is not None or "versus_phase" in raw:
-        raise ConfigError(f"{where}: versus and versus_phase are only for kind = 'between_arms'")
-    if "versus_phase" in raw and probe is None:
-        raise ConfigError(f"{where}: versus_phase needs a probe")
-    doses = raw.get("doses")
-    if kind == "dose_response":
-        if (not isinstance(doses, list) or len(doses) != len(_names(where, "arms", raw["arms"]))
-                or not all(isinstance(d, (int, float)) and not isinstance(d, bool)
-                           for d in doses) or len(set(doses)) < 2):
-            raise ConfigError(f"{where}: doses = {doses!r}; kind = 'dose_response' needs one "
-                              "number per arm (at least two different doses)")
-    elif doses is not None:
-        raise ConfigError(f"{where}: doses is only for kind = 'dose_response'")
-    if "scale" in raw and kind == "between_arms":
-        raise ConfigError(f"{where}: scale is only for within_arm and trend (a difference of "
-                          "means has no rank scale)")
+    sesoi = raw.get("sesoi")
+    if sesoi is not None and (isinstance(sesoi, bool) or not isinstance(sesoi, (int, float))
+                              or not sesoi > 0):
+        raise ConfigError(f"{where}: sesoi = {sesoi!r}; expected a number > 0 (the smallest "
+                          "effect size of interest, in the test's units)")
     statement = raw.get("statement", "")
     if not isinstance(statement, str):
         raise ConfigError(f"{where}: statement = {statement!r}; expected a string")
     return Hypothesis(
-        id=str(raw["id"]), kind=kind, sign=_choice(where, "sign", raw["sign"], SIGNS),
+        id=str(raw["id"]), kind=kind.name, sign=_choice(where, "sign", raw["sign"], SIGNS),
         arms=_names(where, "arms", raw["arms"]), target=target, probe=probe,
         phase=_choice(where, "phase", raw.get("phase", "init"), PHASES),
         network=(_choice(where, "network", raw["network"], NETWORKS)
                  if "network" in raw else None),
-        data=_choice(where, "data", raw.get("data", "on_policy"), DATA), versus=versus,
+        data=_choice(where, "data", raw.get("data", "on_policy"), DATA),
+        versus=raw.get("versus"),
         versus_phase=(_choice(where, "versus_phase", raw["versus_phase"], PHASES)
                       if "versus_phase" in raw else None),
-        doses=tuple(float(d) for d in doses) if kind == "dose_response" else (),
-        scale=_choice(where, "scale", raw.get("scale", "ranks"), SCALES), statement=statement)
+        doses=tuple(float(d) for d in raw.get("doses", ())),
+        scale=_choice(where, "scale", raw.get("scale", "ranks"), SCALES), statement=statement,
+        sesoi=None if sesoi is None else float(sesoi), paired=raw.get("paired"),
+        contrast=tuple(float(w) for w in raw.get("contrast", ())))
+
+
+def arm_seeds(study: Mapping[str, Any]) -> dict[str, set[int]]:
+    """Each ``[[arms]]`` name's seeds in a study file (the arm's own, else the file's)."""
+    seeds = study.get("seeds", [0])
+    out = {}
+    for arm in study.get("arms", []) or []:
+        if isinstance(arm, Mapping) and isinstance(arm.get("name"), str):
+            own = arm.get("seeds", seeds)
+            out[arm["name"]] = {s for s in own if isinstance(s, int)} if isinstance(
+                own, list) else set()
+    return out
+
+
+def _check_pairing(hypotheses: Sequence[Hypothesis], study: Mapping[str, Any]) -> None:
+    """A declared paired comparison needs arms that share at least MIN_SEEDS seeds."""
+    seeds = arm_seeds(study)
+    for h in hypotheses:
+        if not h.paired or h.versus not in seeds:
+            continue
+        for arm in h.arms:
+            if arm not in seeds:
+                continue
+            shared = seeds[arm] & seeds[h.versus]
+            if len(shared) < MIN_SEEDS:
+                raise ConfigError(
+                    f"hypothesis {h.id!r}: paired = true, but arms {arm!r} and {h.versus!r} "
+                    f"share {len(shared)} seed(s) ({', '.join(map(str, sorted(shared))) or 'none'}); "
+                    f"a paired test needs >= {MIN_SEEDS} shared seeds (give the arms common "
+                    "seeds, or paired = false for Welch's t)")
 
 
 def _reference(arm: str, raw: Any) -> Reference:
@@ -294,6 +304,7 @@ def parse_declarations(study: Mapping[str, Any]) -> Declarations:
     if not isinstance(raw_h, list):
         raise ConfigError("hypotheses must be an array of tables ([[hypotheses]])")
     hypotheses = tuple(_hypothesis(h, i) for i, h in enumerate(raw_h))
+    _check_pairing(hypotheses, study)
     ids = [h.id for h in hypotheses]
     dupes = sorted({i for i in ids if ids.count(i) > 1})
     if dupes:

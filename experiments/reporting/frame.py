@@ -11,19 +11,32 @@ that phase, network and data at the shift's step (``pre``: old task, just before
 ``init`` and ``trained_once``: the new task, before any update on it); when no row has the
 shift's exact step, the row of that phase on the right task (``pre``: the old one, else the
 new one) nearest to it.
+
+Censored probe values (:func:`censor_probes`): a metric ``K`` with a ``K_censored`` column
+holds its bound where the flag is 1 (both kinds here are lower bounds: the true value is at
+least the bound), and the flag travels into the frame as the probe column's ``..._censored``
+column. Tables written before probes flagged censoring have NaN for an ε-rank whose ε fell
+below its estimator's resolution; where the row has the resolution
+(``eps_resolution_rel`` / ``eps_resolution_nodes_rel``), such a NaN becomes censored at a
+lower bound: the same estimator's ε-rank at the next larger relative ε that it resolves (a
+count above a larger ε is never larger), or 0 when none is resolved.
 """
 
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
-from experiments.reporting.references import ArmReference
+if TYPE_CHECKING:  # references imports declarations, which imports the kinds (and this)
+    from experiments.reporting.references import ArmReference
 
-__all__ = ["probe_column", "parse_probe_column", "shift_frame", "PROBE_META", "SHIFT_PHASES"]
+__all__ = ["probe_column", "parse_probe_column", "shift_frame", "censor_probes", "PROBE_META",
+           "SHIFT_PHASES"]
 
 PROBE_META = ("run_id", "step", "task_id", "phase", "network", "data", "time", "wall_time")
 SHIFT_PHASES = ("pre", "init", "trained_once")
@@ -38,6 +51,41 @@ def probe_column(phase: str, network: str, data: str, metric: str) -> str:
 def parse_probe_column(column: str) -> tuple[str, str, str, str]:
     phase, network, data, metric = column.split("/", 3)
     return phase, network, data, metric
+
+
+_EPS_FAMILY = re.compile(r"^(?P<prefix>.+)/eps_rank_(?P<method>paper|nodes)/rel(?P<r>[0-9.e-]+)$")
+
+
+def censor_probes(probes: pd.DataFrame) -> pd.DataFrame:
+    """``probes`` with every below-resolution NaN ε-rank turned into a censored lower bound
+    and a ``_censored`` 0/1 column beside each such metric (module docstring); metrics that
+    already carry ``_censored`` are left as they are."""
+    families: dict[tuple[str, str], list[tuple[float, str]]] = {}
+    for c in probes.columns:
+        m = _EPS_FAMILY.match(c)
+        if m and f"{c}_censored" not in probes.columns:
+            families.setdefault((m["prefix"], m["method"]), []).append((float(m["r"]), c))
+    if not families:
+        return probes
+    out = probes.copy()
+    for (prefix, method), members in families.items():
+        resolution = f"{prefix}/eps_resolution{'' if method == 'paper' else '_nodes'}_rel"
+        if resolution not in out.columns:
+            continue
+        res = pd.to_numeric(out[resolution], errors="coerce").to_numpy(dtype=float)
+        members.sort()
+        for i, (r, column) in enumerate(members):
+            values = pd.to_numeric(out[column], errors="coerce").to_numpy(dtype=float)
+            below = np.isnan(values) & np.isfinite(res) & (res > r)
+            bound = np.zeros(len(values))
+            filled = np.zeros(len(values), dtype=bool)
+            for _, coarser in members[i + 1:]:  # the nearest resolved larger eps
+                v = pd.to_numeric(out[coarser], errors="coerce").to_numpy(dtype=float)
+                take = ~filled & np.isfinite(v)
+                bound[take], filled[take] = v[take], True
+            out[column] = np.where(below, bound, values)
+            out[f"{column}_censored"] = np.where(np.isfinite(res), below.astype(float), np.nan)
+    return out
 
 
 def _adaptation_columns(adaptation: pd.DataFrame) -> list[str]:
@@ -114,6 +162,6 @@ def shift_frame(runs: pd.DataFrame, adaptation: pd.DataFrame, probes: pd.DataFra
         frame[f"gap_{column}"] = np.array(values, dtype=float)
     if censored:
         frame.loc[frame["censored"].astype(bool), "steps_to_threshold"] = math.inf
-    wide = _probe_wide(probes, shifts)
+    wide = _probe_wide(censor_probes(probes), shifts)
     frame = frame.merge(wide, on=["run_id", "shift_index"], how="left")
     return frame.reset_index(drop=True)

@@ -28,20 +28,22 @@ import pandas as pd
 
 from experiments.reporting.declarations import Declarations, Hypothesis
 from experiments.reporting.frame import parse_probe_column, probe_column, shift_frame
-from experiments.reporting.hypotheses import Outcome, evaluate
+from experiments.reporting.hypotheses import evaluate
 from experiments.reporting.inference import (
     MIN_SEEDS,
-    N_RESAMPLES,
     Effect,
     Interval,
-    bootstrap_diff,
-    bootstrap_mean,
-    mixed_effect,
+    Pooled,
+    difference,
+    mean_interval,
+    pool,
+    within_effect,
 )
+from experiments.reporting.outcome import Outcome
 from experiments.reporting.references import ArmReference, match_references
 
 __all__ = ["Arm", "Curve", "Gap", "Stationary", "Exploratory", "StreamSummary", "Report",
-           "StreamInput", "summarize", "RETURN_BINS"]
+           "StreamInput", "PooledTest", "summarize", "pool_across", "RETURN_BINS"]
 
 RETURN_BINS = 60
 
@@ -169,11 +171,22 @@ class StreamSummary:
 
 
 @dataclass(frozen=True)
+class PooledTest:
+    """One hypothesis id declared by several streams: each stream's test and the
+    random-effects pooled estimate over them."""
+
+    id: str
+    variant: str
+    tests: tuple[tuple[str, Outcome], ...]   # (stream, test)
+    pooled: Pooled
+
+
+@dataclass(frozen=True)
 class Report:
     title: str
     streams: tuple[StreamSummary, ...]
-    n_resamples: int
-    seed: int
+    pooled: tuple[PooledTest, ...] = ()
+    versions: tuple[str, ...] = ()   # the analysis stack the report was computed with
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -205,15 +218,13 @@ def _seeds(values: pd.Series) -> tuple[int, ...]:
     return tuple(sorted(int(s) for s in values.dropna().unique()))
 
 
-def _curve(label: str, rows: pd.DataFrame, x: str, y: str, n_resamples: int, seed: int
-           ) -> Curve | None:
+def _curve(label: str, rows: pd.DataFrame, x: str, y: str) -> Curve | None:
     rows = rows[np.isfinite(pd.to_numeric(rows[y], errors="coerce").astype(float))]
     if rows.empty:
         return None
     xs = sorted(rows[x].unique())
     return Curve(label, tuple(float(v) for v in xs), tuple(
-        bootstrap_mean(rows.loc[rows[x] == v, y], rows.loc[rows[x] == v, "seed"],
-                       n_resamples=n_resamples, seed=seed) for v in xs))
+        mean_interval(rows.loc[rows[x] == v, y], rows.loc[rows[x] == v, "seed"]) for v in xs))
 
 
 def _roles(arm: str, reference: str, decl: Declarations) -> tuple[str, ...]:
@@ -233,7 +244,7 @@ def _roles(arm: str, reference: str, decl: Declarations) -> tuple[str, ...]:
 
 # ----------------------------------------------------------------------------- pieces
 def _arms(runs: pd.DataFrame, shifts: pd.DataFrame, frame: pd.DataFrame, decl: Declarations,
-          target: str, n_resamples: int, seed: int) -> tuple[Arm, ...]:
+          target: str) -> tuple[Arm, ...]:
     out = []
     for arm in sorted(runs["arm"].unique()):
         members = runs[runs["arm"] == arm]
@@ -244,19 +255,16 @@ def _arms(runs: pd.DataFrame, shifts: pd.DataFrame, frame: pd.DataFrame, decl: D
         rows = frame[frame["arm"] == arm]
         adaptation = reached = None
         if len(rows) and target in rows:
-            adaptation = bootstrap_mean(rows[target], rows["seed"], n_resamples=n_resamples,
-                                        seed=seed)
+            adaptation = mean_interval(rows[target], rows["seed"])
         if len(rows) and "steps_to_threshold" in rows:
             steps = rows["steps_to_threshold"]  # +inf: censored; NaN: no threshold defined
             defined = steps.notna()
-            reached = bootstrap_mean(np.isfinite(steps[defined]).astype(float),
-                                     rows.loc[defined, "seed"], n_resamples=n_resamples,
-                                     seed=seed)
+            reached = mean_interval(np.isfinite(steps[defined]).astype(float),
+                                    rows.loc[defined, "seed"])
         versus = None
         base = frame[frame["arm"] == decl.comparison_arm]
         if decl.comparison_arm not in (None, arm) and len(rows) and len(base) and target in rows:
-            versus = bootstrap_diff(rows[target], rows["seed"], base[target], base["seed"],
-                                    n_resamples=n_resamples, seed=seed)
+            versus = difference(rows[target], rows["seed"], base[target], base["seed"])
         steps = done["steps"].dropna() if "steps" in done else pd.Series(dtype=float)
         wall = done["wall_time"].dropna() if "wall_time" in done else pd.Series(dtype=float)
         n_shifts = int(arm_shifts.groupby("run_id").size().max()) if len(arm_shifts) else 0
@@ -270,8 +278,7 @@ def _arms(runs: pd.DataFrame, shifts: pd.DataFrame, frame: pd.DataFrame, decl: D
     return tuple(out)
 
 
-def _gaps(frame: pd.DataFrame, refs: Mapping[str, ArmReference], target: str,
-          n_resamples: int, seed: int) -> tuple[Gap, ...]:
+def _gaps(frame: pd.DataFrame, refs: Mapping[str, ArmReference], target: str) -> tuple[Gap, ...]:
     out = []
     column = f"gap_{target}"
     for arm in sorted(refs):
@@ -280,14 +287,12 @@ def _gaps(frame: pd.DataFrame, refs: Mapping[str, ArmReference], target: str,
         if not ref.matched or column not in rows:
             out.append(Gap(arm, ref, None, None))
             continue
-        out.append(Gap(arm, ref, bootstrap_mean(rows[column], rows["seed"],
-                                                n_resamples=n_resamples, seed=seed),
-                       _curve(arm, rows, "shift_index", column, n_resamples, seed)))
+        out.append(Gap(arm, ref, mean_interval(rows[column], rows["seed"]),
+                       _curve(arm, rows, "shift_index", column)))
     return tuple(out)
 
 
-def _return_curves(runs: pd.DataFrame, episodes: pd.DataFrame, arms: Sequence[str],
-                   n_resamples: int, seed: int) -> tuple[Curve, ...]:
+def _return_curves(runs: pd.DataFrame, episodes: pd.DataFrame, arms: Sequence[str]) -> tuple[Curve, ...]:
     done = runs[(runs["status"] == "done") & runs["arm"].isin(arms)]
     eps = episodes.merge(done[["run_id", "arm", "seed"]], on="run_id")
     if eps.empty:
@@ -300,14 +305,13 @@ def _return_curves(runs: pd.DataFrame, episodes: pd.DataFrame, arms: Sequence[st
     per_run["x"] = 0.5 * (edges[per_run["bin"]] + edges[per_run["bin"] + 1])
     curves = []
     for arm in arms:
-        c = _curve(arm, per_run[per_run["arm"] == arm], "x", "return", n_resamples, seed)
+        c = _curve(arm, per_run[per_run["arm"] == arm], "x", "return")
         if c is not None:
             curves.append(c)
     return tuple(curves)
 
 
-def _stationary(runs: pd.DataFrame, episodes: pd.DataFrame, decl: Declarations,
-                n_resamples: int, seed: int) -> tuple[Stationary, ...]:
+def _stationary(runs: pd.DataFrame, episodes: pd.DataFrame, decl: Declarations) -> tuple[Stationary, ...]:
     out = []
     stationary = runs[(runs["reference"] == "stationary") & (runs["status"] == "done")]
     for arm in sorted(stationary["arm"].unique()):
@@ -325,7 +329,7 @@ def _stationary(runs: pd.DataFrame, episodes: pd.DataFrame, decl: Declarations,
         if not rows:
             continue
         table = pd.DataFrame(rows)
-        curve = _curve(arm, table, "window", "return", n_resamples, seed)
+        curve = _curve(arm, table, "window", "return")
         best = max(i.estimate for i in curve.y) if curve else math.nan
         tolerance = decl.stationary_tolerance * abs(best)
         spreads = []
@@ -370,7 +374,8 @@ def _probe_columns(frame: pd.DataFrame, decl: Declarations) -> list[str]:
     are bookkeeping, never probes."""
     present = [c for c in frame.columns if c.count("/") >= 3 and c.split("/", 1)[0]
                in ("pre", "init", "trained_once")
-               and not parse_probe_column(c)[3].startswith("time/")]
+               and not parse_probe_column(c)[3].startswith("time/")
+               and not c.endswith("_censored")]
     init = [c for c in present if parse_probe_column(c)[0] == "init"]
     chosen = {probe_column(h.phase, str(h.network), h.data, str(h.probe))
               for h in decl.hypotheses if h.probe} & set(present)
@@ -391,8 +396,7 @@ def _declared_pairs(hypotheses: Sequence[Hypothesis]) -> set[tuple[str, str, str
 
 
 def _exploratory(frame: pd.DataFrame, refs: Mapping[str, ArmReference], columns: list[str],
-                 key_arms: Sequence[str], decl: Declarations, target: str, n_resamples: int,
-                 seed: int) -> Exploratory:
+                 key_arms: Sequence[str], decl: Declarations, target: str) -> Exploratory:
     declared = _declared_pairs(decl.hypotheses)
     effects, diffs, trends = [], [], []
     arms = [a for a in key_arms if a in set(frame["arm"])]
@@ -403,7 +407,7 @@ def _exploratory(frame: pd.DataFrame, refs: Mapping[str, ArmReference], columns:
         for column in columns:
             if (arm, column, target) in declared or rows[column].isna().all():
                 continue
-            effects.append((arm, column, mixed_effect(rows, target, column)))
+            effects.append((arm, column, within_effect(rows, target, column)))
     for arm in sorted(refs):
         ref = refs[arm]
         if not ref.matched or arm not in arms:
@@ -414,12 +418,11 @@ def _exploratory(frame: pd.DataFrame, refs: Mapping[str, ArmReference], columns:
             if rows[column].isna().all() or ref_rows[column].isna().all():
                 continue
             diffs.append((arm, str(ref.reference_arm), column,
-                          bootstrap_diff(rows[column], rows["seed"], ref_rows[column],
-                                         ref_rows["seed"], n_resamples=n_resamples,
-                                         seed=seed)))
+                          difference(rows[column], rows["seed"], ref_rows[column],
+                                         ref_rows["seed"])))
         gap = f"gap_{target}"
         if gap in rows and rows[gap].notna().any():
-            trends.append((arm, mixed_effect(rows, gap, "task_index", covariates=())))
+            trends.append((arm, within_effect(rows, gap, "task_index", covariates=())))
     return Exploratory(tuple(effects), tuple(diffs), tuple(trends))
 
 
@@ -429,8 +432,9 @@ def _limitations(s_arms: Sequence[Arm], refs: Mapping[str, ArmReference], decl: 
     out = list(decl.limitations)
     few = [f"{a.name} ({len(a.seeds)})" for a in s_arms if len(a.seeds) < 10]
     if few:
-        out.append("Fewer than 10 seeds in " + ", ".join(few) + ": percentile intervals over "
-                   "so few seeds under-cover; an interval that just excludes 0 is weak evidence.")
+        out.append("Fewer than 10 seeds in " + ", ".join(few) + ": their t intervals (on 4 "
+                   "df at 5 seeds) are wide, and a test against such an arm can only detect "
+                   "large effects (each test's detectable effect is printed).")
     unmatched = sorted(a for a, r in refs.items() if not r.matched)
     if unmatched:
         out.append("No matched fresh reference (same agent, network and mitigations) for "
@@ -451,30 +455,32 @@ def _limitations(s_arms: Sequence[Arm], refs: Mapping[str, ArmReference], decl: 
         out.append(f"{dirty} run(s) were made from a working tree with uncommitted changes.")
     if not_done:
         out.append(f"{len(not_done)} run(s) did not finish and are left out of every number.")
+    if decl.threshold is not None:
+        out.append(f"The study file declares threshold = {decl.threshold:g}: the adaptation "
+                   "table is recomputed from the episodes with it (the table stored with the "
+                   "runs is not used).")
     if not decl.hypotheses:
         out.append("No hypothesis was declared: every result is exploratory.")
     return tuple(out)
 
 
 # ----------------------------------------------------------------------------- entry
-def summarize(stream: StreamInput, *, n_resamples: int = N_RESAMPLES, seed: int = 0
-              ) -> StreamSummary:
+def summarize(stream: StreamInput) -> StreamSummary:
     """Every number of one stream's part of the report (module docstring)."""
     data, decl = stream.data, stream.declarations
     runs = data.runs.sort_values("run_id", kind="stable")
     refs = match_references(runs, decl.references)
     frame = shift_frame(runs, data.adaptation, data.probes, data.shifts, refs)
     target = decl.primary_target
-    arms = _arms(runs, data.shifts, frame, decl, target, n_resamples, seed)
+    arms = _arms(runs, data.shifts, frame, decl, target)
     names = [a.name for a in arms]
     key = [a for a in decl.key_arms if a in names] or names
-    tests = tuple(evaluate(frame, decl.hypotheses, n_resamples=n_resamples, seed=seed))
+    tests = tuple(evaluate(frame, decl.hypotheses))
     columns = _probe_columns(frame, decl)
     curves = []
     for column in columns:
         per_arm = [c for arm in key if (c := _curve(arm, frame[frame["arm"] == arm],
-                                                    "shift_index", column, n_resamples,
-                                                    seed)) is not None]
+                                                    "shift_index", column)) is not None]
         if per_arm:
             curves.append((column, tuple(per_arm)))
     not_done = tuple((r.run_id, r.status) for r in runs.itertuples() if r.status != "done")
@@ -482,14 +488,35 @@ def summarize(stream: StreamInput, *, n_resamples: int = N_RESAMPLES, seed: int 
     dirty = int(runs["git_dirty"].fillna(False).astype(bool).sum()) if "git_dirty" in runs else 0
     return StreamSummary(
         name=stream.name, source=stream.source, declarations=decl, arms=arms,
-        references=refs, tests=tests, gaps=_gaps(frame, refs, target, n_resamples, seed),
-        returns=_return_curves(runs, data.episodes, key, n_resamples, seed),
+        references=refs, tests=tests, gaps=_gaps(frame, refs, target),
+        returns=_return_curves(runs, data.episodes, key),
         shift_steps=tuple(sorted({int(v) for v in data.shifts.loc[
             data.shifts["run_id"].isin(runs.loc[runs["status"] == "done", "run_id"]), "step"]})),
         probe_curves=tuple(curves),
-        stationary=_stationary(runs, data.episodes, decl, n_resamples, seed),
-        exploratory=_exploratory(frame, refs, columns, key, decl, target, n_resamples, seed),
+        stationary=_stationary(runs, data.episodes, decl),
+        exploratory=_exploratory(frame, refs, columns, key, decl, target),
         not_done=not_done, n_runs=len(runs), commits=commits, versions=stream.versions,
         dirty=dirty, target=target,
         spec=stream.spec,
         limitations=_limitations(arms, refs, decl, data.probes, commits, dirty, not_done))
+
+
+def pool_across(streams: Sequence[StreamSummary]) -> tuple[PooledTest, ...]:
+    """Every hypothesis id (and test variant) declared by more than one stream for the same
+    quantity (metric, phase, data; the network may differ), with the random-effects pooled
+    estimate of its tests (:func:`~.inference.pool`)."""
+    by_id: dict[tuple[str, ...], list[tuple[str, Outcome]]] = {}
+    for s in streams:
+        for t in s.tests:
+            h = t.hypothesis
+            key = (h.id, t.variant, str(h.probe or h.target), h.phase, h.data,
+                   str(h.versus_phase), str(h.target))
+            by_id.setdefault(key, []).append((s.name, t))
+    out = []
+    for (hid, variant, *_), tests in sorted(by_id.items()):
+        if len({name for name, _ in tests}) < 2:
+            continue
+        defined = [t for _, t in tests if t.defined]
+        out.append(PooledTest(hid, variant, tuple(tests),
+                              pool([t.estimate for t in defined], [t.se for t in defined])))
+    return tuple(out)

@@ -32,7 +32,7 @@ def sweep(tmp_path_factory):
     _write_arm(root, "fresh", [[0, 2, 2, 2, 2, 2]] * 3, reference="fresh")
     write_run(root / "runs" / "plain-unfinished", arm="plain", seed=7,
               episodes=step_episodes(PERIOD, [0, 0]), period=PERIOD, n_segments=2, done=False)
-    report = write_report([root], n_resamples=300)
+    report = write_report([root])
     return root, report
 
 
@@ -47,23 +47,24 @@ def test_report_opens_with_what_was_run_and_names_the_references(sweep):
     assert report == root / "report.md"
     text = report.read_text()
     assert text.startswith("# Plasticity report\n")
-    assert [text.index(s) for s in SECTIONS] == sorted(text.index(s) for s in SECTIONS)
-    head = _section(text, SECTIONS[0])
+    present = [s for s in SECTIONS if s in text]
+    assert [text.index(s) for s in present] == sorted(text.index(s) for s in present)
+    head = _section(text, SECTIONS[1])
     assert "10 runs, 9 finished and analysed" in head
     assert "`runs/plain-unfinished` is left out of every number" in head
     assert "| l2 | continual | - | l2(coef=0.001) |" in head
     assert "- plain: `fresh` (matched automatically)" in head
     # l2 has no fresh run with its mitigation: no gap, never the plain fresh run's
     assert "- l2: **none**" in head
-    assert "No hypothesis is declared for this stream" in _section(text, SECTIONS[1])
+    assert "No hypothesis is declared for this stream" in _section(text, SECTIONS[2])
     # the planted probe (dormant rises with the recovery delay) is exploratory only
-    exploratory = _section(text, SECTIONS[3])
+    exploratory = _section(text, SECTIONS[5])
     assert "| plain | q dormant (init) | -" in exploratory
 
 
 def test_report_rebuilt_from_its_tables_is_byte_identical(sweep, tmp_path):
     root, report = sweep
-    again = write_report([root / "tables"], tmp_path / "again", n_resamples=300)
+    again = write_report([root / "tables"], tmp_path / "again")
     assert again.read_bytes() == report.read_bytes()
     for png in (root / "figures").glob("*.png"):
         assert (tmp_path / "again" / "figures" / png.name).read_bytes() == png.read_bytes()

@@ -8,31 +8,31 @@ from types import SimpleNamespace
 
 from experiments.reporting.answer import QUESTIONS, answer, question_of
 from experiments.reporting.declarations import Declarations, Hypothesis
-from experiments.reporting.hypotheses import NOT_SUPPORTED, OPPOSITE, SUPPORTED, Outcome
+from experiments.reporting.outcome import INCONCLUSIVE, OPPOSITE, SUPPORTED, Outcome
 
 
 def _outcome(hid: str, kind: str, arm: str, verdict: str, probe: str | None = None,
              target: str | None = "mean_return", **kw) -> Outcome:
     h = Hypothesis(hid, kind, "+", (arm,), target=target, probe=probe,
                    network="q" if probe else None, **kw)
-    return Outcome(h, arm, "difference", 0.1, 0.05, 0.2, 0.01, 40, 10, "m",
-                   p_holm=0.02, verdict=verdict)
+    return Outcome(h, arm, "difference", 0.1, 0.05, 0.2, 0.01, 40, 10, "m", se=0.05, df=9,
+                   p_holm=0.02, verdict=verdict, detectable=0.15)
 
 
 CASES = [
     ("collapse", _outcome("A", "within_arm", "continual", SUPPORTED, "hessian/eps_rank", "auc")),
-    ("features", _outcome("B", "within_arm", "continual", NOT_SUPPORTED,
+    ("features", _outcome("B", "within_arm", "continual", INCONCLUSIVE,
                           "features/hidden.1/effective_rank", "auc")),
     ("trainability", _outcome("C", "between_arms", "continual", OPPOSITE,
                               "trainability/random_final_ratio", None, versus="fresh")),
-    ("trainability", _outcome("D", "trend", "continual", NOT_SUPPORTED,
+    ("trainability", _outcome("D", "trend", "continual", INCONCLUSIVE,
                               "trainability/random_final_ratio", None)),
     ("oracle", _outcome("E", "between_arms", "head_reset", SUPPORTED, versus="continual")),
-    ("oracle", _outcome("F", "between_arms", "head_reset", NOT_SUPPORTED,
+    ("oracle", _outcome("F", "between_arms", "head_reset", INCONCLUSIVE,
                         "trainability/random_final_ratio", None, versus="continual")),
     ("er", _outcome("G", "dose_response", "l2_er", SUPPORTED, doses=(1.0,))),
-    ("mitigation", _outcome("H", "between_arms", "l2", NOT_SUPPORTED, versus="continual")),
-    ("other", _outcome("I", "trend", "continual", NOT_SUPPORTED)),
+    ("mitigation", _outcome("H", "between_arms", "l2", INCONCLUSIVE, versus="continual")),
+    ("other", _outcome("I", "trend", "continual", INCONCLUSIVE)),
 ]
 
 
@@ -48,9 +48,12 @@ def test_answer_lists_every_test_once_with_its_verdict_and_tallies_them():
     for question in ("collapse", "trainability", "oracle", "er", "mitigation", "other"):
         assert f"**{QUESTIONS[question]}**" in text
     assert ("**Has continual training cost the network its trainability?** 2 test(s): "
-            "opposite direction in 1 (s C); not supported in 1 (s D).") in text
+            "opposite in 1 (s C); inconclusive in 1 (s D).") in text
     assert text.count("- s ") == len(CASES)
-    assert "- s A, continual:" in text and "-- **supported** (+0.1 [+0.05, +0.2], 40 rows / 10 seeds" in text
+    assert "- s A, continual:" in text and "-- **supported (+0.1 [+0.05, +0.2], Holm p 0.020)" in text
+    # the fixed words of each verdict; an inconclusive one names what it could detect
+    assert "-- **the opposite of the claim (" in text
+    assert "-- **no evidence either way at this power (detectable |r| (within-seed ranks) ≈" in text
     nan = Outcome(CASES[0][1].hypothesis, "continual", "effect", math.nan, math.nan, math.nan,
                   math.nan, 2, 2, "m", reason="2 seed(s) < 3")
     one = [SimpleNamespace(name="s", declarations=decl, tests=(nan,))]
