@@ -449,6 +449,9 @@ def _run(configs: list[RunConfig], overwrite: bool,
                     if config.logging.episodes:
                         m.writers[rundir.EPISODES].write({"step": end, "task_id": task,
                                                           "return": ret, "length": length})
+                    if m.tb is not None:  # CleanRL's charts: one point per episode, at its end
+                        m.tb.scalars({"charts/episodic_return": ret,
+                                      "charts/episodic_length": length}, end)
                 # -- log
                 if stop % e.log_every == 0 or stop == e.steps:
                     row = m.interval.row(step, streams.current_task(m.env), wall(m))
@@ -457,8 +460,6 @@ def _run(configs: list[RunConfig], overwrite: bool,
                     m.writers[rundir.METRICS].write(row)
                     if m.tb is not None:
                         m.tb.scalars({k: v for k, v in row.items() if "/" in k}, step)
-                        if row["episodic_return"] is not None:
-                            m.tb.scalars({"charts/episodic_return": row["episodic_return"]}, step)
                     m.interval = _Interval()
                 # -- shift: pre probe (before the agent is told); or a cadence probe
                 if shift and config.probes.enabled and config.probes.pre:
