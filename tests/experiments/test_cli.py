@@ -91,7 +91,11 @@ MISTAKES = [
     (["run", "good.toml", "agent.learning_starts=400"], "the first update would come at step 410, after experiment.steps = 400"),
     (["run", "--agent", "ppo", "--env", "plasticity/CartPoleDynamics-v0", "--steps", "1000000"],
      "agent.total_steps = 500000 < experiment.steps = 1000000 with agent.anneal_lr = true"),
-    (["run", "--env", "FrozenLake-v1", "--agent", "dqn"], "'FrozenLake-v1' is a plain Gymnasium env: wrap it with envs.make_nonstationary"),
+    (["run", "--env", "FrozenLake-v1", "--agent", "dqn"],
+     "it is a plain Gymnasium env, which does not shift; wrap it as envs.make_nonstationary('FrozenLake-v1', shift="),
+    # Gymnasium 1.x renamed Taxi-v3: the hint names the id it has now
+    (["run", "--env", "Taxi-v3", "--agent", "dqn"],
+     "(Gymnasium registers it as 'Taxi-v4'), which does not shift; wrap it as envs.make_nonstationary('Taxi-v4', shift="),
     (["run", "--env", "CartPole-v1", "--agent", "dqn", "experiment.reference=fresh"], "has no shift to re-initialise at"),
     (["list", "optimizers"], "invalid choice: 'optimizers'"),
     (["run", "good.toml", 'probes.metrics=["trainability"]', "probes.fixed_phases=[]"],
