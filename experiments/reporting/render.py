@@ -172,11 +172,19 @@ def _descriptive(s: StreamSummary, figures: Mapping[str, str]) -> list[str]:
     return md
 
 
+def _figure_links(figures: Mapping[str, str]) -> list[str]:
+    """The exploratory figures: one per probed network, then the probe-vs-adaptation scatter."""
+    md = [f"![{kind.removeprefix('probes_')} probes at each shift]({link})"
+          for kind, link in figures.items() if kind.startswith("probes_")]
+    if "scatter" in figures:
+        md.append(f"![probe at init vs adaptation]({figures['scatter']})")
+    return [line for link in md for line in (link, "")]
+
+
 def _exploratory(s: StreamSummary, figures: Mapping[str, str]) -> list[str]:
     md = [f"### {s.name}", ""]
     ex = s.exploratory
-    if "probes" in figures:
-        md += [f"![probes at each shift]({figures['probes']})", ""]
+    md += _figure_links(figures)
     if ex.effects:
         md += [f"Within-arm effects of probes on `{s.target}` that were not declared (same "
                "mixed model as the confirmatory tests, ranks; unadjusted p, no verdict):", ""]
@@ -194,7 +202,7 @@ def _exploratory(s: StreamSummary, figures: Mapping[str, str]) -> list[str]:
                "negative = the gap grows):", ""]
         md += fmt.table(["arm", "task-index coefficient [95% CI]", "p (unadjusted)"],
                         [[arm, fmt.effect(e), fmt.p_value(e.p)] for arm, e in ex.gap_trends])
-    if not (ex.effects or ex.probe_diffs or ex.gap_trends or "probes" in figures):
+    if not (ex.effects or ex.probe_diffs or ex.gap_trends or _figure_links(figures)):
         md += ["Nothing to explore (no probes joined to shifts, no gap).", ""]
     return md
 

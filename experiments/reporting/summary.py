@@ -38,6 +38,7 @@ from experiments.reporting.inference import (
     bootstrap_mean,
     mixed_effect,
 )
+from experiments.reporting.points import Points, probe_points
 from experiments.reporting.references import ArmReference, match_references
 
 __all__ = ["Arm", "Curve", "Gap", "Stationary", "Exploratory", "StreamSummary", "Report",
@@ -143,6 +144,7 @@ class StreamSummary:
     target: str
     spec: str
     limitations: tuple[str, ...]
+    scatter: tuple[tuple[str, tuple[Points, ...]], ...] = ()  # init probe vs target (.points)
 
     def arm(self, name: str) -> Arm:
         return next(a for a in self.arms if a.name == name)
@@ -348,6 +350,7 @@ DEFAULT_EXPLORATORY_PROBES = (
     "hessian/eps_rank_paper/rel0.01",
     "features/hidden.*/effective_rank",
     "features/hidden.*/dormant_fraction",
+    "features/hidden.*/saturated_fraction",  # tanh's counterpart of ReLU dormancy
     "trainability/*ratio*",
     "grad/norm",
     "weights/norm",
@@ -492,4 +495,5 @@ def summarize(stream: StreamInput, *, n_resamples: int = N_RESAMPLES, seed: int 
         not_done=not_done, n_runs=len(runs), commits=commits, versions=stream.versions,
         dirty=dirty, target=target,
         spec=stream.spec,
-        limitations=_limitations(arms, refs, decl, data.probes, commits, dirty, not_done))
+        limitations=_limitations(arms, refs, decl, data.probes, commits, dirty, not_done),
+        scatter=probe_points(frame, columns, key, target))
