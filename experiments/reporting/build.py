@@ -38,6 +38,7 @@ from experiments.errors import ConfigError
 from experiments.reporting.declarations import Declarations, parse_declarations
 from experiments.reporting.figures import write_figures
 from experiments.reporting.inference import N_RESAMPLES
+from experiments.reporting.orientation import document
 from experiments.reporting.render import render
 from experiments.reporting.summary import Report, StreamInput, summarize
 from experiments.tomlio import dumps_toml
@@ -133,7 +134,7 @@ def write_report(paths: Sequence[str | Path], out: str | Path | None = None, *,
     figures = _figures(report, out / "figures", out)
     write_tables(data, out / "tables")
     path = out / "report.md"
-    path.write_text(render(report, figures), encoding="utf-8")
+    path.write_text(document(report, figures), encoding="utf-8")
     return path
 
 
