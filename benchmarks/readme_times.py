@@ -12,6 +12,7 @@ reason (a Ray cluster, the multi-hour study sweeps; ``tests/test_readme.py`` nam
 
     python benchmarks/readme_times.py                # every command (about 30 min CPU)
     python benchmarks/readme_times.py --only sweep   # the commands containing "sweep"
+    python benchmarks/readme_times.py --only cartpole-pop --only Windy   # either text
     python benchmarks/readme_times.py --json out.jsonl   # also one JSON row per command
 
 CPU time, not wall time, so a loaded machine changes the figures little (caches and
@@ -80,7 +81,8 @@ def run_timed(command: str, cwd: Path) -> tuple[int, float, float]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", help="run only the commands containing this text")
+    parser.add_argument("--only", action="append", default=[],
+                        help="run only the commands containing this text (repeatable: any)")
     parser.add_argument("--json", help="append one JSON row per command to this file")
     parser.add_argument("--keep", help="work in this directory (kept) instead of a temporary one")
     args = parser.parse_args()
@@ -91,7 +93,7 @@ def main() -> int:
     bad = 0
     print(f"{'printed':>9} {'measured':>9} {'ratio':>6} {'wall':>8}  command")
     for command, printed in readme_commands(README.read_text(encoding="utf-8")):
-        if args.only and args.only not in command:
+        if args.only and not any(text in command for text in args.only):
             continue
         why = skip_reason(command)
         if why:

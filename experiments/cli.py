@@ -52,11 +52,14 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--seed", type=int, help="experiment.seed")
     run.add_argument("--seeds", metavar="SEEDS",
                      help="a population of seeds in one process, e.g. 0-7 or 0,3,5: seed s "
-                     "runs in <out>/seed<s> (run the same command again to resume)")
-    run.add_argument("--out", help="run directory (default study: its sweep directory)")
+                     "runs in <out>/seed<s> (run the same command again, or --resume <out>, "
+                     "to resume)")
+    run.add_argument("--out", help="run directory (default: runs/<stream>-<agent>/<arm>-seed<seed>; "
+                     "default study: its sweep directory, runs/default)")
     run.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                      help="override a config key (repeatable)")
-    run.add_argument("--resume", metavar="DIR", help="continue the run in DIR from its last checkpoint")
+    run.add_argument("--resume", metavar="DIR", help="continue the run in DIR from its last "
+                     "checkpoint (a population's directory: every unfinished member)")
     run.add_argument("--overwrite", action="store_true", help="replace a finished run directory")
     run.add_argument("--workers", type=int, default=2, help="default study: parallel runs (2)")
 
@@ -80,7 +83,8 @@ def build_parser() -> argparse.ArgumentParser:
                             "rebuild it from a tables directory a report wrote (OUT/tables/...).")
     report.add_argument("paths", nargs="+", metavar="DIR",
                         help="run or sweep directories, or a report's tables directory")
-    report.add_argument("--out", help="report directory (with --study: default docs)")
+    report.add_argument("--out", help="report directory (default: the one DIR given, or report/ "
+                        "in the deepest directory holding all DIRs; with --study: docs)")
     report.add_argument("--study", action="store_true",
                         help="DIRs are the study's sweep directories (or their tables, "
                              "OUT/tables/<study>): write OUT/results.md, OUT/figures/, "
@@ -164,7 +168,7 @@ def cmd_run(ns: argparse.Namespace) -> int:
     if ns.resume and not ns.overwrite and rundir.run_status(config.run_dir) == "done":
         print(f"run {ns.resume} is already finished (DONE); nothing to resume")
         return 0
-    print(f"plasticity: run directory: {config.run_dir}", file=sys.stderr, flush=True)
+    print(f"run directory: {config.run_dir}", flush=True)  # stdout: errors stay one line
     result = run(config, overwrite=ns.overwrite)
     print(f"run finished: {result.run_dir} ({result.steps} steps, {result.wall_time:.1f}s, "
           f"probes {result.probe_fraction:.1%} of the time)")
@@ -201,8 +205,8 @@ def _run_population(ns: argparse.Namespace, data: dict[str, Any]) -> int:
     configs = [from_dict(apply_overrides(data, {"experiment.seed": s,
                                                 "experiment.out": template}))
                for s in seeds]
-    print(f"plasticity: population of {len(configs)} in {configs[0].run_dir.parent}: "
-          + ", ".join(c.run_dir.name for c in configs), file=sys.stderr, flush=True)
+    print(f"population of {len(configs)} in {configs[0].run_dir.parent}: "
+          + ", ".join(c.run_dir.name for c in configs), flush=True)
     # a member finished on its own (--resume P/seed0) is kept; the others run or resume
     return _population_done(run_population(configs, overwrite=ns.overwrite, skip_finished=True))
 
@@ -239,9 +243,8 @@ def _resume_population(ns: argparse.Namespace, members: list[Path]) -> int:
         print(f"population {ns.resume} is already finished ({len(members)} members, all DONE); "
               "nothing to resume")
         return 0
-    print(f"plasticity: resuming the population in {ns.resume}: "
-          f"{', '.join(m.name for m in left)} ({len(members) - len(left)} already finished)",
-          file=sys.stderr, flush=True)
+    print(f"resuming the population in {ns.resume}: {', '.join(m.name for m in left)} "
+          f"({len(members) - len(left)} already finished)", flush=True)
     return _population_done(run_population(configs, overwrite=ns.overwrite, skip_finished=True))
 
 

@@ -152,7 +152,7 @@ def test_every_readme_command_runs_as_written_at_smoke_size(tmp_path, monkeypatc
     # the population's rerun resumed the members left unfinished, keeping seed0
     resumed = next(out for c, out in outputs.items() if c.endswith("--resume runs/cartpole-pop"))
     assert "resuming the population in runs/cartpole-pop: seed1, seed2 (1 already finished)" \
-        in resumed.err
+        in resumed.out
     assert all((runs / "cartpole-pop" / f"seed{s}" / "DONE").exists() for s in range(3))
     # the default study's report: the opening and every figure the README names
     report = (runs / "default" / "report.md").read_text()

@@ -186,8 +186,8 @@ def test_flag_runs_get_a_directory_named_after_the_stream_and_agent(workdir, cap
         assert main(["run", "--env", env, "--agent", "dqn", *TINY]) == 0
         run_dir = f"runs/{name}/continual-seed0"
         out = capsys.readouterr()
-        assert f"plasticity: run directory: {run_dir}" in out.err  # at the start
-        assert f"run finished: {run_dir}" in out.out                 # and at the end
+        assert out.out.startswith(f"run directory: {run_dir}\n")  # at the start
+        assert f"run finished: {run_dir}" in out.out                # and at the end
         assert (workdir / run_dir / "DONE").exists()
         assert f'name = "{name}"' in (workdir / run_dir / "config.toml").read_text()
 

@@ -159,8 +159,8 @@ def test_a_population_resumes_by_its_directory_or_its_command_after_one_member_f
         with pytest.raises(KeyboardInterrupt):
             run_population(members, on_progress=stop)
     assert main(["run", "--resume", "by_dir"]) == 0
-    err = capsys.readouterr().err
-    assert "resuming the population in by_dir: seed0, seed1" in err
+    out, err = capsys.readouterr()
+    assert "resuming the population in by_dir: seed0, seed1 (0 already finished)" in out
     assert "resuming by_dir/seed0 from step 800" in err and "by_dir/seed1 from step 800" in err
     assert main(["run", "--resume", "by_command/seed0"]) == 0
     capsys.readouterr()
