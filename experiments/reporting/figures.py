@@ -13,9 +13,9 @@ byte-for-byte reproducible (no timestamp in the PNG metadata).
   One figure per probed network, one panel per probe: markers at the shifts actually probed
   (a line joins only consecutive probed shifts, never a gap), the 95% interval over seeds as
   an error bar; arms are offset sideways and differ in colour and marker, so an arm hidden
-  under another still shows. For a layer with ``features/<layer>/saturated_fraction`` (tanh
-  units) the ReLU dormant fraction is dropped when it is zero everywhere -- zero by
-  construction for tanh -- and the saturation fraction takes its place.
+  under another still shows. In a network with ``features/<layer>/saturated_fraction``
+  panels (tanh units) a ReLU dormant fraction that is zero everywhere -- zero by
+  construction for tanh -- is dropped: the saturation fraction takes its place.
 * ``<stream>_probe_vs_adaptation.png`` -- does the probe at a new task's initialisation go
   with the adaptation that follows? One panel per init probe, one point per run and shift.
 """
@@ -61,13 +61,14 @@ def probe_panels(s: StreamSummary) -> dict[str, list[tuple[str, tuple[Curve, ...
     """Per probed network (in the order first met) its probe panels, after the tanh rule of
     the module docstring."""
     by_network: dict[str, list[tuple[str, tuple[Curve, ...]]]] = {}
-    saturated = {column.replace("/saturated_fraction", "/dormant_fraction")
-                 for column, _ in s.probe_curves if column.endswith("/saturated_fraction")}
+    saturating = {parse_probe_column(column)[1] for column, _ in s.probe_curves
+                  if column.endswith("/saturated_fraction")}
     for column, curves in s.probe_curves:
+        network = parse_probe_column(column)[1]
         zero = all(i.estimate == 0.0 for c in curves for i in c.y)
-        if column in saturated and zero:
+        if network in saturating and column.endswith("/dormant_fraction") and zero:
             continue  # tanh: ReLU dormancy is 0 by construction; saturation is drawn instead
-        by_network.setdefault(parse_probe_column(column)[1], []).append((column, curves))
+        by_network.setdefault(network, []).append((column, curves))
     return by_network
 
 

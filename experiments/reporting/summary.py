@@ -349,8 +349,8 @@ DEFAULT_EXPLORATORY_PROBES = (
     "hessian/top_1",
     "hessian/eps_rank_paper/rel0.01",
     "features/hidden.*/effective_rank",
-    "features/hidden.*/dormant_fraction",
-    "features/hidden.*/saturated_fraction",  # tanh's counterpart of ReLU dormancy
+    "features/hidden.*/saturated_fraction",  # tanh's counterpart of ReLU dormancy (first:
+    "features/hidden.*/dormant_fraction",    # a tanh layer's dormancy is 0 by construction)
     "trainability/*ratio*",
     "grad/norm",
     "weights/norm",

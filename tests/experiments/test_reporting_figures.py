@@ -24,13 +24,14 @@ def test_segments_split_at_every_missing_shift():
 @pytest.fixture(scope="module")
 def tanh_summary():
     """The synthetic study with a tanh policy network's probes: dormancy 0 everywhere (tanh),
-    a saturation fraction, an eps-rank probed at odd shifts only, and a probe on which
+    a saturation fraction of one layer, an eps-rank probed at odd shifts only, and a probe on which
     continual and fresh agree exactly (so one would hide the other without the offset)."""
     data = _tables()
     p = data.probes.copy()
     p["network"] = "policy"
     shift = p["task_id"].to_numpy()
     p["features/hidden.0/dormant_fraction"] = 0.0
+    p["features/hidden.1/dormant_fraction"] = 0.0  # a layer whose saturation is not drawn
     p["features/hidden.0/saturated_fraction"] = 0.05 * shift
     p[EPS] = np.where(shift % 2 == 1, 0.1 * shift, np.nan)
     p["weights/norm"] = 1.0 + 0.1 * shift  # the same for every arm
@@ -56,7 +57,7 @@ def test_tanh_layers_show_saturation_instead_of_zero_dormancy(tanh_summary):
     (panels,) = probe_panels(tanh_summary).values()
     metrics = [c.split("/", 3)[3] for c, _ in panels]
     assert "features/hidden.0/saturated_fraction" in metrics
-    assert "features/hidden.0/dormant_fraction" not in metrics  # 0 by construction for tanh
+    assert not [m for m in metrics if m.endswith("dormant_fraction")]  # 0 for tanh units
     assert {EPS, "weights/norm"} <= set(metrics)
 
 
@@ -102,3 +103,12 @@ def test_the_scatter_holds_one_point_per_run_and_shift(tanh_summary):
     # 5 seeds x 8 shifts per arm; x is the probe, y the shift's adaptation target
     assert len(points["continual"].x) == len(points["fresh"].y) == 40
     assert sorted(set(points["continual"].x)) == pytest.approx([0.05 * k for k in range(1, 9)])
+
+
+def test_a_relu_network_keeps_its_dormant_fraction_even_at_zero():
+    data = _tables()
+    data.probes = data.probes.assign(**{"features/hidden.0/dormant_fraction": 0.0}).drop(
+        columns=["driver", "noise"])
+    summary, _ = _report(data, study={"report": {"key_arms": ["continual", "fresh"]}})
+    (panels,) = probe_panels(summary).values()
+    assert [c for c, _ in panels] == ["init/q/on_policy/features/hidden.0/dormant_fraction"]
