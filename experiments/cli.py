@@ -52,11 +52,14 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--seed", type=int, help="experiment.seed")
     run.add_argument("--seeds", metavar="SEEDS",
                      help="a population of seeds in one process, e.g. 0-7 or 0,3,5: seed s "
-                     "runs in <out>/seed<s> (run the same command again to resume)")
-    run.add_argument("--out", help="run directory (default study: its sweep directory)")
+                     "runs in <out>/seed<s> (run the same command again, or --resume <out>, "
+                     "to resume)")
+    run.add_argument("--out", help="run directory (default: runs/<stream>-<agent>/<arm>-seed<seed>; "
+                     "default study: its sweep directory, runs/default)")
     run.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                      help="override a config key (repeatable)")
-    run.add_argument("--resume", metavar="DIR", help="continue the run in DIR from its last checkpoint")
+    run.add_argument("--resume", metavar="DIR", help="continue the run in DIR from its last "
+                     "checkpoint (a population's directory: every unfinished member)")
     run.add_argument("--overwrite", action="store_true", help="replace a finished run directory")
     run.add_argument("--workers", type=int, default=2, help="default study: parallel runs (2)")
 
@@ -80,7 +83,8 @@ def build_parser() -> argparse.ArgumentParser:
                             "rebuild it from a tables directory a report wrote (OUT/tables/...).")
     report.add_argument("paths", nargs="+", metavar="DIR",
                         help="run or sweep directories, or a report's tables directory")
-    report.add_argument("--out", help="report directory (with --study: default docs)")
+    report.add_argument("--out", help="report directory (default: the one DIR given, or report/ "
+                        "in the deepest directory holding all DIRs; with --study: docs)")
     report.add_argument("--study", action="store_true",
                         help="DIRs are the study's sweep directories (or their tables, "
                              "OUT/tables/<study>): write OUT/results.md, OUT/figures/, "
@@ -151,17 +155,21 @@ def run_data(ns: argparse.Namespace) -> dict[str, Any] | None:
 def cmd_run(ns: argparse.Namespace) -> int:
     from experiments import rundir
     from experiments.config import from_dict, parse_overrides
+    from experiments.resolve import resolve
     from experiments.runner import run
 
+    if ns.resume and (members := population_members(Path(ns.resume))):
+        return _resume_population(ns, members)
     data = run_data(ns)
     if data is None:
         return _run_default_study(ns, _flag_overrides(ns) | parse_overrides(ns.args))
     if ns.seeds is not None:
         return _run_population(ns, data)
-    config = from_dict(data)
+    config = resolve(from_dict(data))
     if ns.resume and not ns.overwrite and rundir.run_status(config.run_dir) == "done":
         print(f"run {ns.resume} is already finished (DONE); nothing to resume")
         return 0
+    print(f"run directory: {config.run_dir}", flush=True)  # stdout: errors stay one line
     result = run(config, overwrite=ns.overwrite)
     print(f"run finished: {result.run_dir} ({result.steps} steps, {result.wall_time:.1f}s, "
           f"probes {result.probe_fraction:.1%} of the time)")
@@ -198,7 +206,50 @@ def _run_population(ns: argparse.Namespace, data: dict[str, Any]) -> int:
     configs = [from_dict(apply_overrides(data, {"experiment.seed": s,
                                                 "experiment.out": template}))
                for s in seeds]
-    results = run_population(configs, overwrite=ns.overwrite)
+    print(f"population of {len(configs)} in {configs[0].run_dir.parent}: "
+          + ", ".join(c.run_dir.name for c in configs), flush=True)
+    # a member finished on its own (--resume P/seed0) is kept; the others run or resume
+    return _population_done(run_population(configs, overwrite=ns.overwrite, skip_finished=True))
+
+
+def population_members(directory: Path) -> list[Path]:
+    """The member run directories of a population directory (``--seeds S --out P`` writes
+    ``P/seed<s>``); empty when ``directory`` is itself a run or a sweep directory."""
+    from experiments import rundir
+
+    if not directory.is_dir() or (directory / rundir.CONFIG).is_file() or \
+            (directory / rundir.SWEEP_FILE).is_file():
+        return []
+    return sorted(p for p in directory.iterdir() if (p / rundir.CONFIG).is_file())
+
+
+def _resume_population(ns: argparse.Namespace, members: list[Path]) -> int:
+    """``--resume P`` on a population directory: every unfinished member resumes, as one
+    population, from its saved config (the same as rerunning the ``--seeds`` command)."""
+    from experiments import rundir
+    from experiments.config import apply_overrides, from_dict, parse_overrides
+    from experiments.runner import run_population
+    from experiments.tomlio import load_toml
+
+    config_path, positional = _split_run_args(ns.args)
+    if config_path is not None or ns.seeds is not None or ns.seed is not None:
+        raise ConfigError(f"--resume {ns.resume!r} is a population directory: it takes the "
+                          "configs its members saved; do not also give CONFIG, --seed or --seeds")
+    overrides = _flag_overrides(ns) | parse_overrides(positional)
+    configs = [from_dict(apply_overrides(load_toml(m / rundir.CONFIG),
+                                         overrides | {"experiment.out": str(m)}))
+               for m in members]
+    left = [m for m in members if rundir.run_status(m) != "done"]
+    if not left and not ns.overwrite:
+        print(f"population {ns.resume} is already finished ({len(members)} members, all DONE); "
+              "nothing to resume")
+        return 0
+    print(f"resuming the population in {ns.resume}: {', '.join(m.name for m in left)} "
+          f"({len(members) - len(left)} already finished)", flush=True)
+    return _population_done(run_population(configs, overwrite=ns.overwrite, skip_finished=True))
+
+
+def _population_done(results: list[Any]) -> int:
     for r in results:
         extra = f"diverged at env step {r.diverged['step']}" if r.status == "diverged" else \
             f"{r.steps} steps, probes {r.probe_fraction:.1%} of the time"

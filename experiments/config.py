@@ -34,6 +34,7 @@ from experiments.errors import ConfigError
 from experiments.tomlio import dumps_toml, load_toml, parse_value
 
 __all__ = [
+    "default_name",
     "AgentConfig",
     "EnvConfig",
     "ExperimentConfig",
@@ -71,7 +72,9 @@ class ExperimentConfig:
     """What is run and where.
 
     Attributes:
-        name: study name (used in the default ``out``).
+        name: study name (used in the default ``out``); empty (the default): named after
+            what runs, ``<stream>-<agent>`` (:func:`default_name`, e.g. ``cartpoledynamics-dqn``),
+            so runs of different streams or agents never share a directory.
         arm: label of this arm in a study (e.g. ``"l2"``); defaults to ``reference``.
         seed: seeds the env, the agent and the probes.
         steps: total env steps (all sub-envs counted).
@@ -97,7 +100,7 @@ class ExperimentConfig:
             package.
     """
 
-    name: str = "run"
+    name: str = ""
     arm: str = ""
     seed: int = 0
     steps: int = 100_000
@@ -249,13 +252,20 @@ class RunConfig:
         """``experiment.out`` with its ``{name}``/``{arm}``/``{seed}`` fields filled in."""
         e = self.experiment
         try:
-            return Path(e.out.format(name=e.name, arm=e.arm or e.reference, seed=e.seed,
-                                     reference=e.reference))
+            return Path(e.out.format(name=e.name or default_name(self), arm=e.arm or e.reference,
+                                     seed=e.seed, reference=e.reference))
         except (KeyError, IndexError, ValueError) as exc:
             raise ConfigError(
                 f"experiment.out = {e.out!r} has a bad field ({exc}); valid fields: "
                 "{name}, {arm}, {seed}, {reference}"
             ) from None
+
+
+def default_name(config: RunConfig) -> str:
+    """``experiment.name`` when none is given: the stream's short name and the agent,
+    ``plasticity/CartPoleDynamics-v0`` + dqn -> ``cartpoledynamics-dqn``."""
+    short = config.env.id.rsplit("/", 1)[-1].rsplit("-v", 1)[0].lower() or "run"
+    return f"{short}-{config.agent.algo}"
 
 
 #: TOML table name -> its dataclass.

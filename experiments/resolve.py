@@ -15,7 +15,7 @@ import dataclasses
 import re
 
 from agents.base import AgentError, ShiftPolicy
-from experiments.config import RunConfig, agent_class
+from experiments.config import RunConfig, agent_class, default_name
 from experiments.errors import ConfigError
 
 __all__ = ["resolve", "rollout_size", "probe_metric_names", "DEFAULT_PROBE_METRICS",
@@ -79,6 +79,8 @@ def resolve(config: RunConfig) -> RunConfig:
         probes=dataclasses.replace(config.probes),
     )
     e, env, probes = config.experiment, config.env, config.probes
+    if not e.name:  # from the id as given, so the directory is the one run_dir named before
+        e.name = default_name(config)
     _check_device(e.device)
     for module in e.imports:
         _import_plugin(module)
@@ -205,17 +207,9 @@ def _resolve_stream(config: RunConfig) -> None:
         env.id, e.reference = GYMNASIUM_TWINS[env.id], "stationary"
     streams = {s.id: s for s in envs.list_streams()}
     if env.id not in streams:
-        import gymnasium
-
-        hint = ""
-        if env.id in gymnasium.registry:
-            hint = (f"; {env.id!r} is a plain Gymnasium env: wrap it with "
-                    "envs.make_nonstationary and register it with envs.register_stream in a "
-                    "module named in experiment.imports (README: 'Plugging in a new "
-                    "environment'); plain ids that run as they are: "
-                    + _choices(GYMNASIUM_TWINS))
-        raise ConfigError(f"env.id = {env.id!r} is not a registered stream; valid choices: "
-                          f"{_choices(sorted(streams))} (see `plasticity envs`){hint}")
+        hint = _wrapping_hint(env.id)
+        raise ConfigError(f"env.id = {env.id!r} is not a registered stream{hint}; valid "
+                          f"choices: {_choices(sorted(streams))} (see `plasticity envs`)")
     if env.period == 0:
         default, rollout = int(streams[env.id].default_period or 0), rollout_size(config)
         env.period = max(round(default / rollout), 1) * rollout if default else 0
@@ -226,6 +220,28 @@ def _resolve_stream(config: RunConfig) -> None:
             f"{4 * env.period} for 4 tasks), a shorter env.period, or experiment.reference = "
             "'stationary'"
         )
+
+
+def _wrapping_hint(env_id: str) -> str:
+    """For a plain Gymnasium id (or one whose name Gymnasium registers at another version):
+    the ``envs.make_nonstationary`` call that makes it a stream, said before the long list of
+    valid ids so a user reads it."""
+    import gymnasium
+
+    found = env_id if env_id in gymnasium.registry else None
+    if found is None and "-v" in env_id:  # e.g. Taxi-v3 after Gymnasium 1.x made it Taxi-v4
+        name = env_id.rsplit("-v", 1)[0]
+        found = next((k for k in sorted(gymnasium.registry, reverse=True)
+                      if k.rsplit("-v", 1)[0] == name), None)
+    if found is None:
+        return ""
+    moved = "" if found == env_id else f" (Gymnasium registers it as {found!r})"
+    return (f": it is a plain Gymnasium env{moved}, which does not shift; wrap it as "
+            f"envs.make_nonstationary({found!r}, shift=YourShift(), schedule="
+            "envs.RandomSchedule(period, {...}, seed=seed)) in a module that calls "
+            "envs.register_stream and is named in experiment.imports (README: 'Plugging in a "
+            "new environment'); plain ids that run as they are, without shifts: "
+            + _choices(GYMNASIUM_TWINS))
 
 
 def _check_stream_options(config: RunConfig) -> None:

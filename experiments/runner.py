@@ -242,6 +242,19 @@ def run(
     return result
 
 
+def _finished(config: RunConfig) -> RunResult | None:
+    """The result of ``config``'s run when its directory holds it finished (``DONE``, same
+    comparable config), else None (a finished run of another config is refused later)."""
+    run_dir = config.run_dir
+    if rundir.run_status(run_dir) != "done":
+        return None
+    if comparable_config(load_config(run_dir / rundir.CONFIG)) != comparable_config(config):
+        return None
+    done = rundir.read_marker(run_dir / rundir.DONE) or {}
+    return RunResult(run_dir, "done", int(done.get("steps", config.experiment.steps)),
+                     float(done.get("wall_time", 0.0)), float(done.get("probe_time", 0.0)))
+
+
 def population_key(config: RunConfig) -> dict[str, Any]:
     """What members of one population share: the config without seed and run directory."""
     data = comparable_config(config)
@@ -254,12 +267,21 @@ def run_population(
     *,
     overwrite: bool = False,
     on_progress: Callable[[int, str], None] | None = None,
+    skip_finished: bool = False,
 ) -> list[RunResult]:
     """Run (or resume) configs that differ only in seed and run directory as one population;
     one :class:`RunResult` per member (status "done" or "diverged"; a member's divergence
     is recorded in its directory, never raised). Bad configs raise before anything is
-    written."""
+    written. With ``skip_finished`` a member whose directory already holds this config's
+    finished run (e.g. one resumed on its own) is reported from its ``DONE`` marker and the
+    others run as a smaller population (members are independent, so their rows are the
+    same); without it such a member is refused, as a single run is."""
     configs = [resolve(c) for c in configs]
+    if skip_finished and not overwrite:
+        finished = {k: r for k, c in enumerate(configs) if (r := _finished(c)) is not None}
+        rest = [c for k, c in enumerate(configs) if k not in finished]
+        ran = iter(run_population(rest, on_progress=on_progress) if rest else [])
+        return [finished[k] if k in finished else next(ran) for k in range(len(configs))]
     if not configs:
         raise ConfigError("a population needs at least one run config")
     key = population_key(configs[0])
@@ -449,6 +471,9 @@ def _run(configs: list[RunConfig], overwrite: bool,
                     if config.logging.episodes:
                         m.writers[rundir.EPISODES].write({"step": end, "task_id": task,
                                                           "return": ret, "length": length})
+                    if m.tb is not None:  # CleanRL's charts: one point per episode, at its end
+                        m.tb.scalars({"charts/episodic_return": ret,
+                                      "charts/episodic_length": length}, end)
                 # -- log
                 if stop % e.log_every == 0 or stop == e.steps:
                     row = m.interval.row(step, streams.current_task(m.env), wall(m))
@@ -457,8 +482,6 @@ def _run(configs: list[RunConfig], overwrite: bool,
                     m.writers[rundir.METRICS].write(row)
                     if m.tb is not None:
                         m.tb.scalars({k: v for k, v in row.items() if "/" in k}, step)
-                        if row["episodic_return"] is not None:
-                            m.tb.scalars({"charts/episodic_return": row["episodic_return"]}, step)
                     m.interval = _Interval()
                 # -- shift: pre probe (before the agent is told); or a cadence probe
                 if shift and config.probes.enabled and config.probes.pre:

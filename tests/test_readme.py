@@ -29,9 +29,6 @@ SKIPPED = {
        "a study sweep takes 20 min to 2 h here; its [smoke] setting runs end to end in "
        "tests/experiments/test_studies.py"
        for s in STUDIES},
-    "plasticity run":
-        "the default study at smoke size (the same command with its [smoke] overrides) runs in "
-        "tests/experiments/test_cli.py::test_run_without_config_runs_the_default_study_and_writes_the_report",
     " ".join(["plasticity report --study", *(f"runs/studies/{s}" for s in STUDIES), "--out docs"]):
         "needs the study sweeps; the study report of their smoke runs is tested in "
         "tests/experiments/test_studies.py",
@@ -89,18 +86,43 @@ def test_the_readme_config_and_plugin_are_the_shipped_example_files() -> None:
     assert plugin in blocks
 
 
+#: The default study (``plasticity run`` alone) at smoke size: 4 tasks of 1,024 steps.
+SMOKE_DEFAULT = ["experiment.steps=4096", "env.period=1024", "agent.num_steps=64",
+                 "experiment.checkpoint_every=0", 'probes.metrics=["weights","features"]',
+                 "logging.tensorboard=false"]
+
+
 def _smoke_argv(command: str) -> list[str]:
-    """The command's argv at smoke size: sweeps take their ``[smoke]`` table, single runs
-    :data:`SMOKE_RUN`."""
+    """The command's argv at smoke size: sweeps take their ``[smoke]`` table, the default
+    study :data:`SMOKE_DEFAULT`, single runs :data:`SMOKE_RUN`."""
     argv = shlex.split(command)[1:]
     if argv[0] == "sweep":
         return [*argv, "--smoke"]
+    if argv == ["run"]:
+        return [*argv, *SMOKE_DEFAULT]
     if argv[0] != "run" or "--resume" in argv:
         return argv
     return [*argv, *SMOKE_RUN]
 
 
-@pytest.mark.timeout(900)  # ~40 s on a quiet machine; minutes when the 2 cores are shared
+def _unfinish(run_dir: Path) -> None:
+    """Make a run (or a population's members but its first) unfinished, as a killed run is."""
+    if (run_dir / "config.toml").exists():
+        (run_dir / "DONE").unlink()
+        return
+    members = sorted(p for p in run_dir.iterdir() if (p / "config.toml").exists())
+    assert len(members) > 1
+    for member in members[1:]:  # seed0 stays finished: as if resumed on its own
+        (member / "DONE").unlink()
+
+
+def _readme_figures() -> list[str]:
+    """The default study's figure files the README names."""
+    section = README.split("## Run the main job", 1)[1].split("\n## ", 1)[0]
+    return re.findall(r"`(default_[a-z_]+\.png)`", section)
+
+
+@pytest.mark.timeout(900)  # ~1 min on a quiet machine; minutes when the 2 cores are shared
 def test_every_readme_command_runs_as_written_at_smoke_size(tmp_path, monkeypatch, capsys):
     """In a fresh directory holding only docs/examples, in README order, so the resume and
     report commands act on what the earlier commands wrote."""
@@ -108,22 +130,43 @@ def test_every_readme_command_runs_as_written_at_smoke_size(tmp_path, monkeypatc
 
     shutil.copytree(ROOT / "docs" / "examples", tmp_path / "docs" / "examples")
     monkeypatch.chdir(tmp_path)
-    ran = []
+    ran, outputs = [], {}
     for command in readme_commands():
         if command in SKIPPED:
             continue
         if "--resume" in command:
-            # Make the run unfinished, as a killed run is: resume finishes it again.
-            run_dir = Path(shlex.split(command)[-1])
-            (run_dir / "DONE").unlink()
+            _unfinish(Path(shlex.split(command)[-1]))  # resume finishes it again
         code = main(_smoke_argv(command))
         out = capsys.readouterr()
         assert code == 0, f"{command}\n{out.err[-2000:]}"
         ran.append(command)
-    assert (tmp_path / "runs" / "cartpole-l2er" / "DONE").exists()
-    assert (tmp_path / "runs" / "sweeps" / "my_sweep" / "runs" / "fresh-seed0" / "DONE").exists()
-    assert (tmp_path / "report" / "report.md").exists()
+        outputs[command] = out
     assert len(ran) == len(readme_commands()) - len(SKIPPED)
+    runs = tmp_path / "runs"
+    # "Where each command writes"
+    assert (runs / "cartpole-l2er" / "DONE").exists()
+    assert (runs / "cartpole-dqn" / "stationary-seed0" / "DONE").exists()  # the plain id
+    assert (runs / "cartpole" / "continual-seed3" / "DONE").exists()       # my_run.toml
+    assert (runs / "sweeps" / "my_sweep" / "runs" / "fresh-seed0" / "DONE").exists()
+    assert (runs / "report" / "report.md").exists() and not (tmp_path / "report").exists()
+    # the population's rerun resumed the members left unfinished, keeping seed0
+    resumed = next(out for c, out in outputs.items() if c.endswith("--resume runs/cartpole-pop"))
+    assert "resuming the population in runs/cartpole-pop: seed1, seed2 (1 already finished)" \
+        in resumed.out
+    assert all((runs / "cartpole-pop" / f"seed{s}" / "DONE").exists() for s in range(3))
+    # the default study's report: the opening and every figure the README names
+    report = (runs / "default" / "report.md").read_text()
+    assert report.index("## What you are looking at") < report.index("## What was run")
+    assert "(no interval" not in report and "**Expected outcome of this default job**" in report
+    assert len(_readme_figures()) == 5
+    for name in _readme_figures():
+        assert (runs / "default" / "figures" / name).exists(), name
+        assert f"(figures/{name})" in report
+    # the example sweep's header promises each arm its fresh reference: both are matched
+    sweep_report = (runs / "sweeps" / "my_sweep" / "report.md").read_text()
+    assert "- continual: `fresh` (matched automatically)" in sweep_report
+    assert "- l2_er: `fresh_l2_er` (matched automatically)" in sweep_report
+    assert "**none**" not in sweep_report
 
 
 def test_the_readme_python_snippets_run(tmp_path, monkeypatch):
@@ -179,3 +222,28 @@ def test_every_readme_run_is_sane_at_full_size(command, monkeypatch):
         else:
             assert env.num_envs * s.num_steps <= e.steps, "not one PPO update"
             assert not s.anneal_lr or s.total_steps >= e.steps
+
+
+def test_a_plain_gymnasium_id_is_refused_with_the_wrapping_call_the_readme_promises(capsys):
+    from experiments.cli import main
+
+    assert "`--env Taxi-v3`" in README and "`envs.make_nonstationary(...)`" in README
+    assert main(["run", "--env", "Taxi-v3", "--agent", "dqn"]) == 2
+    err = capsys.readouterr().err
+    assert "wrap it as envs.make_nonstationary('Taxi-v4', shift=" in err
+
+
+def test_every_readme_command_carries_its_measured_cpu_time():
+    """The figure ``benchmarks/readme_times.py`` checks within 2x (it reruns every command
+    at full size: too long for the test suite)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("readme_times",
+                                                  ROOT / "benchmarks" / "readme_times.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    timed = bench.readme_commands(README)
+    assert [c for c, _ in timed] == readme_commands()
+    missing = [c for c, t in timed if t is None and bench.skip_reason(c) is None]
+    assert not missing, missing
+    assert "benchmarks/readme_times.py" in (ROOT / "benchmarks" / "RESULTS.md").read_text()

@@ -100,7 +100,11 @@ def is_run_dir(path: Path) -> bool:
 def find_run_dirs(paths: Iterable[str | Path]) -> list[Path]:
     """Expand each path into run directories: a run directory is itself; a sweep directory
     (``runs/`` inside) or any directory holding run directories gives its children, sorted.
-    A path that is none of these is a :class:`ConfigError`."""
+    A path that is none of these, or no path at all, is a :class:`ConfigError`."""
+    paths = list(paths)
+    if not paths:
+        raise ConfigError("no directory given; give run directories (with config.toml) or "
+                          "sweep directories (with runs/), e.g. load_runs(['runs/sweeps/my_sweep'])")
     found: list[Path] = []
     for raw in paths:
         path = Path(raw)

@@ -26,6 +26,7 @@ marked study-summary block of the ``README.md`` beside ``OUT`` when that file ha
 from __future__ import annotations
 
 import json
+import os
 import tomllib
 from collections.abc import Sequence
 from importlib import metadata
@@ -44,12 +45,13 @@ from experiments.errors import ConfigError
 from experiments.reporting.answer import readme_block, replace_block
 from experiments.reporting.declarations import Declarations, parse_declarations
 from experiments.reporting.figures import write_figures
+from experiments.reporting.orientation import document
 from experiments.reporting.render import render
 from experiments.reporting.summary import Report, StreamInput, pool_across, summarize
 from experiments.tomlio import dumps_toml
 
-__all__ = ["write_report", "write_study_report", "load_streams", "analysis_versions",
-           "STUDY_TITLE", "STUDIES_DIR", "ANALYSIS_STACK"]
+__all__ = ["default_report_dir", "write_report", "write_study_report", "load_streams",
+           "analysis_versions", "STUDY_TITLE", "STUDIES_DIR", "ANALYSIS_STACK"]
 
 STUDY_TITLE = "Results: spectral collapse and loss of plasticity in RL"
 REPORT_TITLE = "Plasticity report"
@@ -124,24 +126,39 @@ def _figures(report: Report, fig_dir: Path, doc_dir: Path) -> dict[str, dict[str
     return out
 
 
+def default_report_dir(paths: Sequence[Path]) -> Path:
+    """Where ``plasticity report`` writes without ``--out``: next to what it reports -- the
+    single directory given (the directory holding it when it is a tables directory), else
+    ``report/`` in the deepest directory holding all of them. Never the working directory
+    itself or one above it (a report there would land where nobody looks): then --out is
+    asked for."""
+    if len(paths) == 1:
+        return paths[0].parent if is_tables_dir(paths[0]) else paths[0]
+    common = Path(os.path.commonpath([str(p.resolve()) for p in paths]))
+    here = Path.cwd().resolve()
+    if common == here or common in here.parents:
+        raise ConfigError(f"report: {', '.join(map(str, paths))} share no directory below the "
+                          "working directory to write the report next to; give --out DIR")
+    try:
+        return (common / "report").relative_to(here)
+    except ValueError:
+        return common / "report"
+
+
 def write_report(paths: Sequence[str | Path], out: str | Path | None = None, *,
                  allow_mixed_commits: bool = False) -> Path:
     """``plasticity report``: the generic configuration (module docstring); returns the
-    ``report.md`` path. ``out`` defaults to the single path given (the directory holding it
-    when it is a tables directory), else ``./report``."""
+    ``report.md`` path. ``out`` defaults to :func:`default_report_dir`."""
     paths = [Path(p) for p in paths]
+    out = Path(out) if out is not None else default_report_dir(paths)
     data = load_data(paths)
     check_commits(data, allow_mixed_commits=allow_mixed_commits)
-    if out is None:  # next to the runs, or where the tables' report was
-        out = paths[0] if len(paths) == 1 else Path("report")
-        out = out.parent if is_tables_dir(out) else out
-    out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     report = _report(REPORT_TITLE, load_streams(data))
     figures = _figures(report, out / "figures", out)
     write_tables(data, out / "tables")
     path = out / "report.md"
-    path.write_text(render(report, figures), encoding="utf-8")
+    path.write_text(document(report, figures), encoding="utf-8")
     return path
 
 

@@ -40,6 +40,7 @@ from experiments.reporting.inference import (
     within_effect,
 )
 from experiments.reporting.outcome import Outcome
+from experiments.reporting.points import Points, probe_points
 from experiments.reporting.references import ArmReference, match_references
 
 __all__ = ["Arm", "Curve", "Gap", "Stationary", "Exploratory", "StreamSummary", "Report",
@@ -145,6 +146,7 @@ class StreamSummary:
     target: str
     spec: str
     limitations: tuple[str, ...]
+    scatter: tuple[tuple[str, tuple[Points, ...]], ...] = ()  # init probe vs target (.points)
 
     def arm(self, name: str) -> Arm:
         return next(a for a in self.arms if a.name == name)
@@ -351,7 +353,8 @@ DEFAULT_EXPLORATORY_PROBES = (
     "hessian/top_1",
     "hessian/eps_rank_paper/rel0.01",
     "features/hidden.*/effective_rank",
-    "features/hidden.*/dormant_fraction",
+    "features/hidden.*/saturated_fraction",  # tanh's counterpart of ReLU dormancy (first:
+    "features/hidden.*/dormant_fraction",    # a tanh layer's dormancy is 0 by construction)
     "trainability/*ratio*",
     "grad/norm",
     "weights/norm",
@@ -498,7 +501,8 @@ def summarize(stream: StreamInput) -> StreamSummary:
         not_done=not_done, n_runs=len(runs), commits=commits, versions=stream.versions,
         dirty=dirty, target=target,
         spec=stream.spec,
-        limitations=_limitations(arms, refs, decl, data.probes, commits, dirty, not_done))
+        limitations=_limitations(arms, refs, decl, data.probes, commits, dirty, not_done),
+        scatter=probe_points(frame, columns, key, target))
 
 
 def pool_across(streams: Sequence[StreamSummary]) -> tuple[PooledTest, ...]:

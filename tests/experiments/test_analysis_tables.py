@@ -146,6 +146,11 @@ def test_reading_something_else_is_one_clear_error(tmp_path):
         read_tables(tmp_path)
 
 
+def test_loading_no_directory_is_one_clear_error():
+    with pytest.raises(ConfigError, match=r"^no directory given; give run directories"):
+        load_runs([])
+
+
 def test_commits_are_listed_and_mixing_them_is_refused(tmp_path):
     sweep = tmp_path / "sweep"
     for seed, prov in enumerate([_prov("aaa111"), _prov("aaa111", "aaa111", "bbb222")]):

@@ -91,7 +91,11 @@ MISTAKES = [
     (["run", "good.toml", "agent.learning_starts=400"], "the first update would come at step 410, after experiment.steps = 400"),
     (["run", "--agent", "ppo", "--env", "plasticity/CartPoleDynamics-v0", "--steps", "1000000"],
      "agent.total_steps = 500000 < experiment.steps = 1000000 with agent.anneal_lr = true"),
-    (["run", "--env", "FrozenLake-v1", "--agent", "dqn"], "'FrozenLake-v1' is a plain Gymnasium env: wrap it with envs.make_nonstationary"),
+    (["run", "--env", "FrozenLake-v1", "--agent", "dqn"],
+     "it is a plain Gymnasium env, which does not shift; wrap it as envs.make_nonstationary('FrozenLake-v1', shift="),
+    # Gymnasium 1.x renamed Taxi-v3: the hint names the id it has now
+    (["run", "--env", "Taxi-v3", "--agent", "dqn"],
+     "(Gymnasium registers it as 'Taxi-v4'), which does not shift; wrap it as envs.make_nonstationary('Taxi-v4', shift="),
     (["run", "--env", "CartPole-v1", "--agent", "dqn", "experiment.reference=fresh"], "has no shift to re-initialise at"),
     (["list", "optimizers"], "invalid choice: 'optimizers'"),
     (["run", "good.toml", 'probes.metrics=["trainability"]', "probes.fixed_phases=[]"],
@@ -170,12 +174,42 @@ def test_run_from_the_command_line_writes_a_finished_run(workdir, capsys):
     assert "--overwrite" in capsys.readouterr().err
 
 
+TINY = ["--steps", "400", "env.period=200", "agent.learning_starts=50", "agent.batch_size=16",
+        "agent.widths=[16]", 'probes.metrics=["weights"]', "probes.init_rollout_steps=16",
+        "logging.tensorboard=false", "logging.progress=off"]
+
+
+def test_flag_runs_get_a_directory_named_after_the_stream_and_agent(workdir, capsys):
+    """Two flag runs of different streams no longer collide in runs/run/continual-seed0."""
+    for env, name in (("plasticity/CartPoleDynamics-v0", "cartpoledynamics-dqn"),
+                      ("plasticity/CartPoleRewardFlip-v0", "cartpolerewardflip-dqn")):
+        assert main(["run", "--env", env, "--agent", "dqn", *TINY]) == 0
+        run_dir = f"runs/{name}/continual-seed0"
+        out = capsys.readouterr()
+        assert out.out.startswith(f"run directory: {run_dir}\n")  # at the start
+        assert f"run finished: {run_dir}" in out.out                # and at the end
+        assert (workdir / run_dir / "DONE").exists()
+        assert f'name = "{name}"' in (workdir / run_dir / "config.toml").read_text()
+
+
 def test_run_with_seeds_runs_a_population_into_one_directory_per_seed(workdir, capsys):
     assert main(["run", "good.toml", "--out", "pop", "--seeds", "0-1,4"]) == 0
     assert "population of 3" in capsys.readouterr().out
     for seed in (0, 1, 4):
         assert (workdir / "pop" / f"seed{seed}" / "DONE").exists()
         assert f"seed = {seed}" in (workdir / "pop" / f"seed{seed}" / "config.toml").read_text()
+    # the report goes next to what it reports, never into the working directory
+    assert main(["report", "pop/seed0", "pop/seed4"]) == 0
+    assert (workdir / "pop" / "report" / "report.md").exists()
+    assert "report: pop/report/report.md" in capsys.readouterr().out
+    assert main(["run", "good.toml", "--out", "elsewhere"]) == 0
+    before = sorted(p.name for p in workdir.iterdir())
+    assert main(["report", "pop", "elsewhere"]) == 2
+    assert "share no directory below the working directory" in capsys.readouterr().err
+    assert sorted(p.name for p in workdir.iterdir()) == before
+    # --resume on the finished population's directory says so
+    assert main(["run", "--resume", "pop"]) == 0
+    assert "population pop is already finished (3 members, all DONE)" in capsys.readouterr().out
 
 
 def test_run_without_config_runs_the_default_study_and_writes_the_report(tmp_path, capsys):

@@ -118,3 +118,58 @@ def test_sweeps_group_each_arms_seeds_into_one_population(tmp_path):
     assert (runs / "run-learning_rate=1e+08-seed0" / "DIVERGED").exists()
     with pytest.raises(ConfigError, match="population"):
         build_sweep({**data, "population": "yes"}, name="t", out=tmp_path / "s")
+
+
+def _assert_same_rows(a: Path, b: Path) -> None:
+    for name in FILES:
+        rows_a, rows_b = _rows(a, name), _rows(b, name)
+        assert [r.keys() for r in rows_a] == [r.keys() for r in rows_b], name
+        for ra, rb in zip(rows_a, rows_b, strict=True):
+            for key, value in ra.items():
+                if isinstance(value, float):
+                    assert rb[key] == pytest.approx(value, rel=1e-3, abs=1e-5), (name, key)
+                else:
+                    assert rb[key] == value, (name, key)
+    assert (b / "DONE").exists()
+
+
+def test_a_population_resumes_by_its_directory_or_its_command_after_one_member_finished_alone(
+        tmp_path, monkeypatch, capsys):
+    """Two killed populations: one resumed by ``--resume P``, the other after ``--resume
+    P/seed0`` finished one member alone, by rerunning its ``--seeds`` command (which used to
+    refuse: "holds a finished run"); every member ends with the uninterrupted run's rows."""
+    from experiments.cli import main
+    from experiments.config import apply_overrides
+    from experiments.tomlio import dumps_toml
+
+    monkeypatch.chdir(tmp_path)
+    overrides = {"experiment.checkpoint_every": 400}
+    file = tmp_path / "run.toml"
+    file.write_text(dumps_toml(apply_overrides(DQN_RUN, overrides)))
+    singles = [run(make_config(DQN_RUN, tmp_path / f"single{s}", **{"experiment.seed": s},
+                               **overrides)).run_dir for s in (0, 1)]
+
+    def stop(step: int, status: str) -> None:
+        if step >= 1000:
+            raise KeyboardInterrupt  # as if killed: rows past the last checkpoint exist
+
+    for population in ("by_dir", "by_command"):
+        members = [make_config(DQN_RUN, tmp_path / population / "seed{seed}",
+                               **{"experiment.seed": s}, **overrides) for s in (0, 1)]
+        with pytest.raises(KeyboardInterrupt):
+            run_population(members, on_progress=stop)
+    assert main(["run", "--resume", "by_dir"]) == 0
+    out, err = capsys.readouterr()
+    assert "resuming the population in by_dir: seed0, seed1 (0 already finished)" in out
+    assert "resuming by_dir/seed0 from step 800" in err and "by_dir/seed1 from step 800" in err
+    assert main(["run", "--resume", "by_command/seed0"]) == 0
+    capsys.readouterr()
+    assert main(["run", str(file), "--seeds", "0-1", "--out", "by_command"]) == 0
+    err = capsys.readouterr().err
+    assert "resuming by_command/seed1 from step 800" in err and "seed0 from" not in err
+    for population in ("by_dir", "by_command"):
+        for s, single in enumerate(singles):
+            _assert_same_rows(single, tmp_path / population / f"seed{s}")
+    capsys.readouterr()
+    assert main(["run", "--resume", "by_dir"]) == 0
+    assert "already finished (2 members, all DONE)" in capsys.readouterr().out

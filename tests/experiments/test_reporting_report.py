@@ -167,14 +167,14 @@ def test_report_is_deterministic_and_figures_are_legible_pngs(built, tmp_path):
     assert render(again, {}) == text
     paths = write_figures(summary, tmp_path / "a")
     again_paths = write_figures(summary, tmp_path / "b")
-    assert set(paths) == {"gap", "returns", "probes"}
+    assert set(paths) == {"gap", "returns", "probes_q", "scatter"}
     for kind, path in paths.items():
         data = path.read_bytes()
         assert data == again_paths[kind].read_bytes()  # byte for byte
         width, height = struct.unpack(">II", data[16:24])
         assert width >= 320 and height >= 240 and len(data) < 300_000
     # one small-multiple panel per gap arm: 1 arm with a reference -> a single panel
-    assert struct.unpack(">II", paths["gap"].read_bytes()[16:24]) == (320, 240)
+    assert struct.unpack(">II", paths["gap"].read_bytes()[16:24]) == (320, 260)
 
 
 def test_a_report_without_declarations_is_all_exploratory():
