@@ -79,6 +79,13 @@ COLUMNS: tuple[tuple[str, str], ...] = (
     (r"difference \[95% CI\]", "the probe minus the fresh reference's probe"),
     (r"task-index coefficient \[95% CI\]", "trend of the gap over the tasks (negative: the gap "
      "grows)"),
+    (r"rows", "the per-shift rows the test used (paired tests: the seeds it paired)"),
+    (r"censored", "rows whose probe value is a bound (an eps-rank below its estimator's "
+     "resolution, an eps-count that hit its cap), entered at the bound"),
+    (r"detectable", "the effect the test could detect with 80% power at its rows and seeds: "
+     "an inconclusive verdict means no evidence either way at this size"),
+    (r"sesoi", "the smallest effect of interest the study file declared; a 90% interval inside "
+     "plus or minus it is the verdict `equivalent`"),
     (r"p \(unadjusted\)", "p-value without a multiple-testing correction (exploratory only)"),
 )
 

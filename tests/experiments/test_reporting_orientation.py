@@ -4,6 +4,7 @@ once instead of beside every value, and every shown column explained."""
 
 from __future__ import annotations
 
+import dataclasses
 import re
 
 import pytest
@@ -75,8 +76,7 @@ def test_every_column_shown_is_explained(one_seed):
 def test_the_default_study_states_its_expected_outcome():
     data = _one_seed()
     _, report = _report(data)
-    report = type(report)(report.title, tuple(
-        type(s)(**{**s.__dict__, "name": "default"}) for s in report.streams),
-        report.n_resamples, report.seed)
+    report = dataclasses.replace(report, streams=tuple(
+        dataclasses.replace(s, name="default") for s in report.streams))
     head = document(report, {}).split(SECTIONS[0])[0]
     assert EXPECTED["default"] in head
