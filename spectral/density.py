@@ -20,9 +20,10 @@ Summaries (each a fraction of spectral mass, i.e. of the ``n`` eigenvalues):
   operators whose curvature scales differ by orders of magnitude).
 * ε-resolution (:func:`epsilon_resolution`): with ``m`` steps the Ritz value closest to 0
   stands for all the mass in its quadrature cell, so neither estimator can tell ``|λ| ≤ ε``
-  from ``|λ| > ε`` for an ε inside that cell. :func:`resolved_epsilon_rank` returns NaN
-  for such an ε instead of a number (on a 400-dim spectrum with 40% of it at 0 and the rest
-  at ±[0.1, 100], 100 steps: ε = 0.01 reads ≈ 1.0 where the truth is 0.6).
+  from ``|λ| > ε`` for an ε inside that cell (on a 400-dim spectrum with 40% of it at 0
+  and the rest at ±[0.1, 100], 100 steps: ε = 0.01 reads ≈ 1.0 where the truth is 0.6).
+  :func:`censored_epsilon_rank` reports such an ε-rank as a *censored* lower bound: the
+  ε-rank at the resolution, flagged, never NaN.
 * negative mass ``∫_{λ<−ε} ρ``.
 * Hessian effective rank: ``exp(H(q))`` with ``q_j = |λ_j| / Σ|λ|`` (Roy & Vetterli applied to
   the eigenvalues), estimated through the quadrature; reported as a fraction of ``n``.
@@ -251,18 +252,21 @@ def epsilon_resolution(
     return resolution
 
 
-def resolved_epsilon_rank(
+def censored_epsilon_rank(
     d: NodesWeights, eps: float, *, relative: bool = False, method: str = "grid"
-) -> float:
-    """:func:`epsilon_rank`, or NaN when ε is below the method's :func:`epsilon_resolution`.
+) -> tuple[float, bool]:
+    """``(ε-rank, censored)``: :func:`epsilon_rank` at ε, or, when ε is below the method's
+    :func:`epsilon_resolution`, the ε-rank at the resolution with ``censored=True``.
 
-    NaN means "not measurable at this resolution", never a number that reads as rank:
-    report :func:`epsilon_resolution` beside it. Default ``method="grid"``: the paper's
-    smoothed-density trapezoid.
+    The ε-rank falls as ε grows, so the value at the resolution is a lower bound of the
+    (unmeasurable) value at any smaller ε: a censored row reports that bound, never NaN.
+    Default ``method="grid"``: the paper's smoothed-density trapezoid.
     """
-    if _check_eps(eps) < epsilon_resolution(d, relative=relative, method=method):
-        return float("nan")
-    return epsilon_rank(d, eps, relative=relative, method=method)
+    eps = _check_eps(eps)
+    resolution = epsilon_resolution(d, relative=relative, method=method)
+    censored = eps < resolution
+    at = resolution if censored else eps
+    return epsilon_rank(d, at, relative=relative, method=method), censored
 
 
 def negative_mass(d: NodesWeights, eps: float = 0.0) -> float:
