@@ -52,6 +52,8 @@ from experiments.probing import Prober  # noqa: E402
 from experiments.resolve import resolve  # noqa: E402
 from experiments.runner import _make_agent, run_population  # noqa: E402
 from experiments.tomlio import load_toml  # noqa: E402
+from spectral.density import epsilon_rank, epsilon_resolution  # noqa: E402
+from spectral.probe import density_summary  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 STUDIES = {"ppo": ROOT / "experiments/studies/e2_ppo_hidden_goal.toml",
@@ -100,7 +102,7 @@ def harvest(args: argparse.Namespace) -> None:
 
     Prober.probe = saving_probe
     for algo in args.algos:
-        for reference in ("continual", "fresh"):
+        for reference in args.references:
             base = apply_overrides(study_base(algo, args.tasks, args.period),
                                    {"experiment.reference": reference})
             current.update(algo=algo, reference=reference, base=base)
@@ -143,8 +145,104 @@ def fixed_problems(path: Path) -> list[dict]:
     return out
 
 
+def _timed(fn):
+    t0 = time.process_time()
+    out = fn()
+    return out, time.process_time() - t0
+
+
+def measure_one(module, loss, batch, seed: int) -> dict:
+    """One row of every estimator on one batch, probe vectors drawn from ``seed``."""
+    params = [p for p in module.parameters() if p.requires_grad]
+    (op, setup) = _timed(lambda: spectral.HessianOperator(lambda: loss(batch), params))
+    cfg = spectral.ProbeConfig(slq_iters=100, slq_probes=2, eps_sweep=RELS)
+    gen = torch.Generator().manual_seed(seed)
+    density, slq_cpu = _timed(lambda: spectral.stochastic_lanczos_quadrature(
+        op, cfg.slq_iters, cfg.slq_probes, generator=gen))
+    summary, summary_cpu = _timed(lambda: density_summary("h", density, cfg))
+    counts, count_cpu = _timed(lambda: spectral.epsilon_counts(
+        op, RELS, max_iters=cfg.eps_count_iters, tol=cfg.eps_count_tol,
+        generator=torch.Generator().manual_seed(seed + 1)))
+    sigma = float(np.sqrt(density.variance))
+    row = {"lambda_max": counts.radius, "dim": op.dim, "count_steps": counts.num_iters,
+           "cpu": {"setup": setup, "slq": slq_cpu + summary_cpu, "count": count_cpu}}
+    for r, n, cens in zip(RELS, counts.fractions(), counts.censored, strict=True):
+        row[f"exact/{r:g}"] = (n, bool(cens))
+        for name, key in (("slq_nodes", "nodes"), ("slq_grid", "paper")):
+            k = f"h/eps_rank_{key}/rel{r:g}"
+            row[f"{name}/{r:g}"] = (summary[k], bool(summary[k + "_censored"]))
+        # the grid value under the old guard (2 kernel widths), for the λ_max comparison
+        old_res = max(epsilon_resolution(density, method="nodes"), 2 * sigma) / counts.radius
+        raw = epsilon_rank(density, r, relative=True, method="grid")
+        row[f"slq_grid_old/{r:g}"] = (raw, bool(r < old_res))
+    return row
+
+
+def icc(pairs: np.ndarray) -> float:
+    """ICC(2,1) (Shrout & Fleiss): two-way random effects, absolute agreement, one rater,
+    of an ``(n_states, 2)`` array of repeated measurements."""
+    n, k = pairs.shape
+    grand = pairs.mean()
+    ms_rows = k * np.sum((pairs.mean(axis=1) - grand) ** 2) / (n - 1)
+    ms_cols = n * np.sum((pairs.mean(axis=0) - grand) ** 2) / (k - 1)
+    resid = pairs - pairs.mean(axis=1, keepdims=True) - pairs.mean(axis=0, keepdims=True) + grand
+    ms_err = np.sum(resid**2) / ((n - 1) * (k - 1))
+    denom = ms_rows + (k - 1) * ms_err + k * (ms_cols - ms_err) / n
+    return float((ms_rows - ms_err) / denom) if denom > 0 else float("nan")
+
+
 def measure(args: argparse.Namespace) -> None:
-    raise NotImplementedError
+    out = Path(args.out)
+    results = out / "measure.jsonl"
+    done = set()
+    if results.exists():
+        done = {(r["path"], r["network"]) for r in map(json.loads, results.read_text().splitlines())}
+    paths = sorted(p for algo in args.algos for p in out.glob(f"{algo}/*/*.pt"))
+    with results.open("a") as fh:
+        for path in paths:
+            for problem in fixed_problems(path):
+                if (str(path), problem["network"]) in done:
+                    continue
+                rows = {"A": measure_one(problem["module"], problem["loss"], problem["batch"], 11),
+                        "B": measure_one(problem["module"], problem["loss"], problem["batch"], 22)}
+                for i, half in enumerate(problem["halves"]):
+                    rows[f"H{i + 1}"] = measure_one(problem["module"], problem["loss"], half, 11)
+                fh.write(json.dumps({"path": str(path), "network": problem["network"],
+                                     "arm": path.parent.name, **rows}) + "\n")
+                fh.flush()
+                print(f"{path.parent.parent.name}/{path.parent.name}/{path.name} "
+                      f"{problem['network']}: done", flush=True)
+    report(results)
+
+
+ESTIMATORS = ("slq_nodes", "slq_grid", "exact")
+
+
+def report(results: Path) -> None:
+    rows = [json.loads(line) for line in results.read_text().splitlines()]
+    print(f"{len(rows)} (state, network) pairs from {len({r['path'] for r in rows})} states")
+    print("network  estimator   eps   ICC draws  ICC halves  censored  Spearman(., λmax)  "
+          "CPU s/row (median)")
+    for network in sorted({r["network"] for r in rows}) + ["all"]:
+        sel = [r for r in rows if network in ("all", r["network"])]
+        lmax = [r["A"]["lambda_max"] for r in sel]
+        for est in (*ESTIMATORS, "slq_grid_old"):
+            for r in RELS:
+                key = f"{est}/{r:g}"
+
+                def val(row, rep, key=key):
+                    return row[rep][key][0]
+
+                draws = np.array([[val(x, "A"), val(x, "B")] for x in sel])
+                halves = np.array([[val(x, "H1"), val(x, "H2")] for x in sel])
+                cens = np.mean([x[rep][key][1] for x in sel for rep in ("A", "B", "H1", "H2")])
+                cpu_key = "count" if est == "exact" else "slq"
+                cpu = statistics.median(x["A"]["cpu"][cpu_key] + x["A"]["cpu"]["setup"] for x in sel)
+                rho = spearmanr(draws[:, 0], lmax)[0]
+                print(f"{network:8s} {est:12s} {r:<5g} {icc(draws):9.3f} {icc(halves):10.3f} "
+                      f"{cens:8.2f} {rho:17.2f} {cpu:10.3f}")
+    steps = [r["A"]["count_steps"] for r in rows]
+    print(f"exact count Lanczos steps: median {statistics.median(steps):.0f}, max {max(steps)}")
 
 
 def main() -> None:
@@ -154,18 +252,24 @@ def main() -> None:
     h.add_argument("--tasks", type=int, default=6)
     h.add_argument("--seeds", type=int, default=3)
     h.add_argument("--algos", nargs="+", default=["ppo", "dqn"], choices=sorted(STUDIES))
+    h.add_argument("--references", nargs="+", default=["continual", "fresh"],
+                   choices=["continual", "fresh"])
     h.add_argument("--out", default="/work/runs/B/eps")
     h.add_argument("--period", type=int, default=None, help="override the task length")
     m = sub.add_parser("measure", help="reliability and cost of each estimator")
     m.add_argument("--out", default="/work/runs/B/eps")
-    m.add_argument("--limit", type=int, default=None, help="at most this many states per algo")
+    m.add_argument("--algos", nargs="+", default=["ppo", "dqn"], choices=sorted(STUDIES))
+    sub.add_parser("report", help="print the table of an earlier measure").add_argument(
+        "--out", default="/work/runs/B/eps")
     args = parser.parse_args()
     torch.set_num_threads(1)
     print(f"load average {os.getloadavg()[0]:.2f}", flush=True)
     if args.command == "harvest":
         harvest(args)
-    else:
+    elif args.command == "measure":
         measure(args)
+    else:
+        report(Path(args.out) / "measure.jsonl")
 
 
 if __name__ == "__main__":
