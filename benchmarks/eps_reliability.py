@@ -32,6 +32,7 @@ should not track it).
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import statistics
@@ -197,7 +198,9 @@ def measure(args: argparse.Namespace) -> None:
     done = set()
     if results.exists():
         done = {(r["path"], r["network"]) for r in map(json.loads, results.read_text().splitlines())}
-    paths = sorted(p for algo in args.algos for p in out.glob(f"{algo}/*/*.pt"))
+    # interleaved by task, then arm and seed: a partial measure covers both arms evenly
+    paths = sorted((p for algo in args.algos for p in out.glob(f"{algo}/*/*.pt")),
+                   key=lambda p: (p.stem.split("-task")[1], p.parent.name, p.stem))
     with results.open("a") as fh:
         for path in paths:
             for problem in fixed_problems(path):
@@ -245,6 +248,56 @@ def report(results: Path) -> None:
     print(f"exact count Lanczos steps: median {statistics.median(steps):.0f}, max {max(steps)}")
 
 
+def cost(args: argparse.Namespace) -> None:
+    """CPU share of the study's probe set with ``hessian_eps_count`` added (at every
+    probe, so at every shift's init on fixed data), on a short run at the study's settings."""
+    from experiments.runner import run
+
+    probe_module = importlib.import_module("spectral.probe")  # the module, not the function
+
+    spent = {"probes": 0.0, "eps_count": 0.0}
+    original_probe = Prober.probe
+    group = probe_module.METRICS["hessian_eps_count"]
+
+    def timed_probe(self, *a, **k):
+        t0 = time.thread_time()
+        try:
+            return original_probe(self, *a, **k)
+        finally:
+            spent["probes"] += time.thread_time() - t0
+
+    def timed_count(ctx):
+        t0 = time.thread_time()
+        try:
+            return group.run(ctx)
+        finally:
+            spent["eps_count"] += time.thread_time() - t0
+
+    Prober.probe = timed_probe
+    probe_module.METRICS["hessian_eps_count"] = probe_module._Metric(group.description, timed_count)
+    try:
+        for algo in args.algos:
+            base = load_toml(STUDIES[algo])["base"]
+            metrics = [*base["probes"]["metrics"], "hessian_eps_count"]
+            period = base["env"]["period"]
+            config = from_dict(apply_overrides(base, {
+                "experiment.steps": args.tasks * period, "experiment.checkpoint_every": 0,
+                "experiment.reference": "fresh", "experiment.seed": 0,
+                "experiment.out": f"{args.out}/cost/{algo}", "logging.progress": "off",
+                "logging.tensorboard": False, "probes.metrics": metrics}))
+            spent.update(probes=0.0, eps_count=0.0)
+            t0 = time.process_time()
+            run(config, overwrite=True)
+            total = time.process_time() - t0
+            print(f"{algo} (fresh reference: init + trained_once probes), {args.tasks} tasks x "
+                  f"{period} steps: run CPU {total:.1f} s, probes {spent['probes']:.1f} s "
+                  f"({spent['probes'] / total:.1%}), of which hessian_eps_count "
+                  f"{spent['eps_count']:.2f} s ({spent['eps_count'] / total:.2%})", flush=True)
+    finally:
+        Prober.probe = original_probe
+        probe_module.METRICS["hessian_eps_count"] = group
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -259,6 +312,10 @@ def main() -> None:
     m = sub.add_parser("measure", help="reliability and cost of each estimator")
     m.add_argument("--out", default="/work/runs/B/eps")
     m.add_argument("--algos", nargs="+", default=["ppo", "dqn"], choices=sorted(STUDIES))
+    c = sub.add_parser("cost", help="CPU share of the study probe set with the exact count")
+    c.add_argument("--tasks", type=int, default=3)
+    c.add_argument("--algos", nargs="+", default=["ppo", "dqn"], choices=sorted(STUDIES))
+    c.add_argument("--out", default="/work/runs/B/eps")
     sub.add_parser("report", help="print the table of an earlier measure").add_argument(
         "--out", default="/work/runs/B/eps")
     args = parser.parse_args()
@@ -268,6 +325,8 @@ def main() -> None:
         harvest(args)
     elif args.command == "measure":
         measure(args)
+    elif args.command == "cost":
+        cost(args)
     else:
         report(Path(args.out) / "measure.jsonl")
 

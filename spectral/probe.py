@@ -417,11 +417,11 @@ def _distance(ctx: _Context) -> dict[str, float]:
 
 def _one_step_gain(ctx: _Context) -> dict[str, float]:
     eval_loss_fn = _require(ctx.eval_loss_fn, "one_step_gain", "eval_loss_fn")
-    return {
-        "opt/one_step_gain": one_step_gain(
-            ctx.loss_fn, ctx.params, ctx.config.one_step_lr, eval_loss_fn
-        )
-    }
+    gain = one_step_gain(ctx.loss_fn, ctx.params, ctx.config.one_step_lr, eval_loss_fn)
+    # The step and its undo write the parameters in place, which invalidates the shared
+    # gradient graph: a Hessian group after this one builds it anew (same values).
+    ctx._operator = None
+    return {"opt/one_step_gain": gain}
 
 
 def _require(value, group: str, argument: str):

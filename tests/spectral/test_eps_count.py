@@ -224,3 +224,30 @@ def test_counts_on_the_study_dqn_network_match_dense(tmp_path):
     and its float64 eigendecomposition ~1e13 flops (about an hour on one core)."""
     _check_against_dense(_continual_problems(tmp_path, "dqn", [128, 128], tasks=4, period=2000),
                          max_iters=2000)
+
+
+def test_plasticity_list_metrics_shows_the_groups(capsys):
+    from experiments.cli import main
+
+    assert main(["list", "metrics"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    for group in ("hessian_eps_count", "ggn_eps_count"):
+        (line,) = [ln for ln in out if group in ln.split()[:2]]
+        assert "eps-count" in line
+
+
+def test_a_hessian_group_after_one_step_gain_sees_the_same_operator():
+    # one_step_gain writes the parameters in place; a later Hessian group must rebuild
+    # the gradient graph instead of failing on it (the study lists one_step_gain first).
+    net = torch.nn.Sequential(torch.nn.Linear(3, 6), torch.nn.Tanh(), torch.nn.Linear(6, 1))
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(16, 3, generator=g), torch.randn(16, 1, generator=g)
+
+    def loss():
+        return torch.nn.functional.mse_loss(net(x), y)
+
+    after = probe(net, loss, metrics=["hessian_top", "one_step_gain", "hessian_eps_count"],
+                  eval_loss_fn=loss)
+    alone = probe(net, loss, metrics=["hessian_eps_count"])
+    for r in RELS:
+        assert after[f"hessian/eps_count/rel{r:g}"] == alone[f"hessian/eps_count/rel{r:g}"]
