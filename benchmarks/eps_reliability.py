@@ -224,57 +224,82 @@ ESTIMATORS = ("slq_nodes", "slq_grid", "exact")
 def report(results: Path) -> None:
     rows = [json.loads(line) for line in results.read_text().splitlines()]
     print(f"{len(rows)} (state, network) pairs from {len({r['path'] for r in rows})} states")
-    print("network  estimator   eps   ICC draws  ICC halves  censored  Spearman(., λmax)  "
-          "CPU s/row (median)")
+    print("network  estimator     eps    ICC draws ICC halves censored  Spearman(., λmax): "
+          "all rows / uncensored (n)   CPU s/row")
     for network in sorted({r["network"] for r in rows}) + ["all"]:
         sel = [r for r in rows if network in ("all", r["network"])]
-        lmax = [r["A"]["lambda_max"] for r in sel]
+        lmax = np.array([r["A"]["lambda_max"] for r in sel])
         for est in (*ESTIMATORS, "slq_grid_old"):
             for r in RELS:
                 key = f"{est}/{r:g}"
-
-                def val(row, rep, key=key):
-                    return row[rep][key][0]
-
-                draws = np.array([[val(x, "A"), val(x, "B")] for x in sel])
-                halves = np.array([[val(x, "H1"), val(x, "H2")] for x in sel])
-                cens = np.mean([x[rep][key][1] for x in sel for rep in ("A", "B", "H1", "H2")])
+                draws = np.array([[x["A"][key][0], x["B"][key][0]] for x in sel])
+                halves = np.array([[x["H1"][key][0], x["H2"][key][0]] for x in sel])
+                flags = np.array([[x[rep][key][1] for rep in ("A", "B", "H1", "H2")] for x in sel])
                 cpu_key = "count" if est == "exact" else "slq"
                 cpu = statistics.median(x["A"]["cpu"][cpu_key] + x["A"]["cpu"]["setup"] for x in sel)
-                rho = spearmanr(draws[:, 0], lmax)[0]
-                print(f"{network:8s} {est:12s} {r:<5g} {icc(draws):9.3f} {icc(halves):10.3f} "
-                      f"{cens:8.2f} {rho:17.2f} {cpu:10.3f}")
+                open_ = ~flags[:, 0]
+                rho_all = spearmanr(draws[:, 0], lmax)[0]
+                rho_open = spearmanr(draws[open_, 0], lmax[open_])[0] if open_.sum() > 2 else np.nan
+                print(f"{network:8s} {est:13s} {r:<5g} {icc(draws):9.3f} {icc(halves):10.3f} "
+                      f"{flags.mean():8.2f}  {rho_all:6.2f} / {rho_open:6.2f} ({int(open_.sum()):3d})"
+                      f"{'':15s}{cpu:8.3f}")
     steps = [r["A"]["count_steps"] for r in rows]
     print(f"exact count Lanczos steps: median {statistics.median(steps):.0f}, max {max(steps)}")
 
 
 def cost(args: argparse.Namespace) -> None:
-    """CPU share of the study's probe set with ``hessian_eps_count`` added (at every
-    probe, so at every shift's init on fixed data), on a short run at the study's settings."""
+    """CPU share of the study's probe set with ``hessian_eps_count`` added, on a short run
+    at the study's settings (fresh reference: pre, init and trained_once probes). The group
+    runs on every probe row; its CPU is attributed per (phase, data) so that the share of
+    "the study set + the exact count at every shift's init on fixed data" is read off the
+    same run: (probes without the count + the count's init/fixed calls) / (run CPU without
+    the count's other calls)."""
     from experiments.runner import run
 
     probe_module = importlib.import_module("spectral.probe")  # the module, not the function
+    where = {"phase": "", "data": "on_policy"}
+    spent: dict = {"probes": 0.0, "trainability": 0.0, "groups": {}, "count": {}}
+    originals = {"probe": Prober.probe, "fixed": Prober._fixed_rows,
+                 "trainability": Prober._trainability, "metrics": dict(probe_module.METRICS)}
 
-    spent = {"probes": 0.0, "eps_count": 0.0}
-    original_probe = Prober.probe
-    group = probe_module.METRICS["hessian_eps_count"]
-
-    def timed_probe(self, *a, **k):
+    def timed_probe(self, *a, phase, **k):
+        where.update(phase=phase, data="on_policy")
         t0 = time.thread_time()
         try:
-            return original_probe(self, *a, **k)
+            return originals["probe"](self, *a, phase=phase, **k)
         finally:
             spent["probes"] += time.thread_time() - t0
 
-    def timed_count(ctx):
+    def fixed_rows(self, *a, **k):
+        where["data"] = "fixed"
+        try:
+            return originals["fixed"](self, *a, **k)
+        finally:
+            where["data"] = "on_policy"
+
+    def trainability(self, *a, **k):
         t0 = time.thread_time()
         try:
-            return group.run(ctx)
+            return originals["trainability"](self, *a, **k)
         finally:
-            spent["eps_count"] += time.thread_time() - t0
+            spent["trainability"] += time.thread_time() - t0
 
-    Prober.probe = timed_probe
-    probe_module.METRICS["hessian_eps_count"] = probe_module._Metric(group.description, timed_count)
+    def timed_group(name, metric):
+        def run_group(ctx):
+            t0 = time.thread_time()
+            try:
+                return metric.run(ctx)
+            finally:
+                dt = time.thread_time() - t0
+                spent["groups"][name] = spent["groups"].get(name, 0.0) + dt
+                if name == "hessian_eps_count":
+                    at = (where["phase"], where["data"])
+                    spent["count"][at] = spent["count"].get(at, 0.0) + dt
+        return probe_module._Metric(metric.description, run_group)
+
+    Prober.probe, Prober._fixed_rows, Prober._trainability = timed_probe, fixed_rows, trainability
+    for name, metric in originals["metrics"].items():
+        probe_module.METRICS[name] = timed_group(name, metric)
     try:
         for algo in args.algos:
             base = load_toml(STUDIES[algo])["base"]
@@ -285,17 +310,28 @@ def cost(args: argparse.Namespace) -> None:
                 "experiment.reference": "fresh", "experiment.seed": 0,
                 "experiment.out": f"{args.out}/cost/{algo}", "logging.progress": "off",
                 "logging.tensorboard": False, "probes.metrics": metrics}))
-            spent.update(probes=0.0, eps_count=0.0)
+            spent.update(probes=0.0, trainability=0.0, groups={}, count={})
             t0 = time.process_time()
             run(config, overwrite=True)
             total = time.process_time() - t0
-            print(f"{algo} (fresh reference: init + trained_once probes), {args.tasks} tasks x "
-                  f"{period} steps: run CPU {total:.1f} s, probes {spent['probes']:.1f} s "
-                  f"({spent['probes'] / total:.1%}), of which hessian_eps_count "
-                  f"{spent['eps_count']:.2f} s ({spent['eps_count'] / total:.2%})", flush=True)
+            count_all = sum(spent["count"].values())
+            count_init = spent["count"].get(("init", "fixed"), 0.0)
+            study = spent["probes"] - count_all
+            print(f"{algo}, {args.tasks} tasks x {period} steps (fresh reference), run CPU "
+                  f"{total:.1f} s; study probe set {study:.1f} s = {study / (total - count_all):.1%}"
+                  f" of the run without the count; + exact count at init on fixed data "
+                  f"{count_init:.2f} s -> {(study + count_init) / (total - count_all + count_init):.1%}"
+                  f"; the count on every row {count_all:.2f} s -> "
+                  f"{spent['probes'] / total:.1%}", flush=True)
+            groups = {**spent["groups"], "trainability": spent["trainability"]}
+            print("  CPU s by group: " + ", ".join(f"{k} {v:.2f}" for k, v in sorted(
+                groups.items(), key=lambda kv: -kv[1])), flush=True)
+            print("  exact count CPU s by (phase, data): " + ", ".join(
+                f"{p}/{d} {v:.2f}" for (p, d), v in sorted(spent["count"].items())), flush=True)
     finally:
-        Prober.probe = original_probe
-        probe_module.METRICS["hessian_eps_count"] = group
+        Prober.probe, Prober._fixed_rows = originals["probe"], originals["fixed"]
+        Prober._trainability = originals["trainability"]
+        probe_module.METRICS.update(originals["metrics"])
 
 
 def main() -> None:
