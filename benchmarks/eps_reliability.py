@@ -222,8 +222,15 @@ ESTIMATORS = ("slq_nodes", "slq_grid", "exact")
 
 
 def report(results: Path) -> None:
-    rows = [json.loads(line) for line in results.read_text().splitlines()]
-    print(f"{len(rows)} (state, network) pairs from {len({r['path'] for r in rows})} states")
+    rows, seen = [], set()
+    for row in map(json.loads, results.read_text().splitlines()):
+        # The fresh arm's network trained on task 0 only is the continual network after
+        # task 0 (training is identical until the first switch): count each state once.
+        key = (row["network"], row["A"]["lambda_max"], row["A"]["slq_nodes/0.01"][0])
+        if key not in seen:
+            seen.add(key)
+            rows.append(row)
+    print(f"{len(rows)} distinct (state, network) pairs from {len({r['path'] for r in rows})} states")
     # Per network type only: pooling types would count their differences as reliability.
     print("network  estimator     eps   median  ICC draws ICC halves censored  "
           "Spearman(., λmax) all / uncensored (n)  CPU s/row")
