@@ -2,6 +2,7 @@
 
     python benchmarks/eps_reliability.py harvest [--tasks 6] [--seeds 3] [--out /work/runs/B/eps]
     python benchmarks/eps_reliability.py measure [--out /work/runs/B/eps]
+    python benchmarks/eps_reliability.py report | cost [--tasks 2] | dense STATE
 
 ``harvest`` runs the second edition's PPO and DQN hidden-goal settings
 (experiments/studies/e2_{ppo,dqn}_hidden_goal.toml ``[base]``, their task length, for
@@ -9,6 +10,9 @@
 and saves the agent at every shift's ``init`` probe (continual: the network after k tasks;
 fresh: the trained-once network, phase ``trained_once``) to ``--out``: the network states
 whose spectra the study measures.
+
+``dense STATE`` checks one state's exact counts against dense float64 counts (LDLᵀ
+inertia of the explicit Hessian ∓ tI).
 
 ``measure`` loads every state, takes its task's fixed probe data (experiments.probe_data:
 every transition of the room under the new task, ``probes.batch_size`` of them as the study
@@ -345,6 +349,34 @@ def cost(args: argparse.Namespace) -> None:
         probe_module.METRICS.update(originals["metrics"])
 
 
+def dense(args: argparse.Namespace) -> None:
+    """The exact counts of one saved state against dense float64 counts (Sylvester inertia
+    of ``H ∓ t I`` on the explicit Hessian: feasible where an eigendecomposition is not)."""
+    from tests.spectral.test_eps_count import _dense_hessian, _inertia_count
+
+    for problem in fixed_problems(Path(args.state)):
+        params = list(problem["module"].parameters())
+
+        def loss(problem=problem):
+            return problem["loss"](problem["batch"])
+
+        counts, cpu = _timed(lambda loss=loss, params=params: spectral.epsilon_counts(
+            spectral.HessianOperator(loss, params), RELS_ALL, max_iters=args.max_iters))
+        print(f"{problem['network']} ({counts.dim} parameters): Lanczos counts {counts.counts}, "
+              f"censored {counts.censored}, {counts.num_iters} steps, {cpu:.1f} CPU s", flush=True)
+        matrix, cpu = _timed(lambda loss=loss, params=params: _dense_hessian(loss, params).numpy())
+        print(f"  dense Hessian built in {cpu:.0f} CPU s", flush=True)
+        for r, count in zip(RELS_ALL, counts.counts, strict=True):
+            t = r * counts.radius
+            truth, cpu = _timed(lambda t=t, m=matrix: _inertia_count(m, t, True)
+                                + _inertia_count(m, -t, False))
+            print(f"  rel {r:g}: Lanczos {count}, dense (inertia) {truth} ({cpu:.0f} CPU s)",
+                  flush=True)
+
+
+RELS_ALL = (0.001, 0.01, 0.03, 0.1)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -363,6 +395,9 @@ def main() -> None:
     c.add_argument("--tasks", type=int, default=3)
     c.add_argument("--algos", nargs="+", default=["ppo", "dqn"], choices=sorted(STUDIES))
     c.add_argument("--out", default="/work/runs/B/eps")
+    d = sub.add_parser("dense", help="one saved state's counts against dense inertia counts")
+    d.add_argument("state", help="a .pt file written by harvest")
+    d.add_argument("--max-iters", type=int, default=3000)
     sub.add_parser("report", help="print the table of an earlier measure").add_argument(
         "--out", default="/work/runs/B/eps")
     args = parser.parse_args()
@@ -374,6 +409,8 @@ def main() -> None:
         measure(args)
     elif args.command == "cost":
         cost(args)
+    elif args.command == "dense":
+        dense(args)
     else:
         report(Path(args.out) / "measure.jsonl")
 
