@@ -84,7 +84,7 @@ def test_probes_do_not_change_training(algo, dqn_config, ppo_config, tmp_path):
     log = make().experiment.log_every
     # every probe, the trainability fits on copies of the networks and the fixed data's own
     # env included, at every phase
-    metrics = [*make().probes.metrics, "trainability"]
+    metrics = [*make().probes.metrics, "trainability", "hessian_eps_count"]
     probed = experiments.run(make(**{"probes.cadence": log, "probes.metrics": metrics,
                                      "probes.fixed_phases": ["pre", "init", "cadence"],
                                      "probes.trainability_steps": 5,
