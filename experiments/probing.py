@@ -73,6 +73,8 @@ __all__ = ["Prober", "PHASES", "PROBE_GROUPS", "PROBE_KEYS", "is_slq_metric", "l
 PHASES = PROBE_PHASES
 #: The expensive spectral metric groups (SLQ densities, Hutch++ trace), thinned at shifts.
 SLQ_METRICS = ("hessian_density", "ggn_density", "hessian_trace")
+#: Groups that need a target's Gauss-Newton form (``ProbeTarget.ggn``; none on fixed data).
+GGN_METRICS = ("ggn_density", "ggn_eps_count")
 #: Probe groups run here rather than by ``spectral.probe`` (they need the fixed data).
 PROBE_GROUPS = {
     "trainability": "fixed-data fit of random/exact targets, network copy vs fresh: final "
@@ -197,7 +199,7 @@ class Prober:
                     held_out = target.sample_batch(self.config.batch_size, draw) if gain else None
                 batch = _head(batch, self.config.batch_size)
                 # A target without a Gauss-Newton form (actor_critic) skips that group.
-                wanted = [m for m in spectral_metrics if m != "ggn_density" or target.ggn is not None]
+                wanted = [m for m in spectral_metrics if m not in GGN_METRICS or target.ggn is not None]
                 values = spectral.probe(
                     target.module,
                     lambda target=target, batch=batch: target.loss(batch),
@@ -247,7 +249,7 @@ class Prober:
         data, subset = self._fixed_data(task_id)
         # No held-out fixed batch (one_step_gain) and no Gauss-Newton form of the fixed losses.
         spectral_metrics = [m for m in metrics
-                            if m not in PROBE_GROUPS and m not in ("one_step_gain", "ggn_density")]
+                            if m not in PROBE_GROUPS and m not in ("one_step_gain", *GGN_METRICS)]
         trainability = "trainability" in metrics
         exact = self._exact_targets(task_id, getattr(agent.config, "gamma", None)) if trainability else None
         rows = []

@@ -6,7 +6,8 @@ a loss closure ``() -> scalar tensor`` and tensors.
 Curvature (:mod:`spectral.hvp`, :mod:`spectral.lanczos`, :mod:`spectral.eigen`,
 :mod:`spectral.density`, :mod:`spectral.trace`): Hessian / Gauss-Newton products that reuse
 one gradient graph, Lanczos with full reorthogonalisation, top/bottom-k eigenvalues, SLQ
-spectral density and ε-rank, Hutchinson / Hutch++ trace, per-layer blocks.
+spectral density and ε-rank, exact ε-counts from converged Lanczos
+(:mod:`spectral.eps_count`), Hutchinson / Hutch++ trace, per-layer blocks.
 
 Representations and optimisation (:mod:`spectral.features`, :mod:`spectral.optim_stats`,
 :mod:`spectral.capture`): effective rank, srank, feature rank, numerical rank, ReDo
@@ -23,18 +24,19 @@ the above and return ``{metric_name: float}`` including each group's time.
 from spectral.capture import FeatureCapture, capture_features, resolve_layers
 from spectral.density import (
     SpectralDensity,
+    censored_epsilon_rank,
     epsilon_rank,
     epsilon_rank_per_probe,
     epsilon_resolution,
     gaussian_smoothing,
     hessian_effective_rank,
     negative_mass,
-    resolved_epsilon_rank,
     spectral_density,
     spectral_radius,
     stochastic_lanczos_quadrature,
 )
 from spectral.eigen import EigenResult, hessian_eigenvalues, lanczos_eigenvalues
+from spectral.eps_count import EpsCount, epsilon_counts
 from spectral.errors import SpectralError
 from spectral.features import (
     dead_fraction,
@@ -78,6 +80,7 @@ __all__ = [
     "FULL_METRICS",
     "CurvatureOperator",
     "EigenResult",
+    "EpsCount",
     "FeatureCapture",
     "FitCurve",
     "GGNOperator",
@@ -91,10 +94,12 @@ __all__ = [
     "SpectralError",
     "TraceEstimate",
     "capture_features",
+    "censored_epsilon_rank",
     "dead_fraction",
     "distance_from_init",
     "dormant_fraction",
     "effective_rank",
+    "epsilon_counts",
     "epsilon_rank",
     "epsilon_rank_per_probe",
     "epsilon_resolution",
@@ -122,7 +127,6 @@ __all__ = [
     "preserved_state",
     "probe",
     "redo_scores",
-    "resolved_epsilon_rank",
     "resolve_layers",
     "singular_values",
     "spectral_density",

@@ -16,11 +16,19 @@ group (``metrics``)     keys it adds
                         ``eps_resolution`` / ``eps_resolution_nodes`` (smallest ε the paper's
                         estimator / the node sum resolves; ``_rel``: as a fraction of
                         max|λ|), ``neg_mass``, ``effective_rank`` (fraction of dim),
-                        ``slq_min``, ``slq_max``. Every ε-rank whose ε is below its
-                        estimator's resolution is NaN (``null`` in JSON): not measurable,
-                        not a number.
+                        ``slq_min``, ``slq_max``. Every ε-rank ``K`` has ``K_censored``:
+                        1.0 when its ε is below its estimator's resolution, and then ``K``
+                        is the ε-rank at the resolution (a lower bound), never NaN.
 ``ggn_density``         ``ggn/...``: the same keys for the generalised Gauss-Newton matrix
                         (needs ``ggn``; PSD, so ``slq_min`` >= 0 up to rounding)
+``hessian_eps_count``   ``hessian/eps_count/rel<r>`` (number of eigenvalues with |λ| >
+                        r·max|λ|, from converged Lanczos Ritz values, both ends; see
+                        :mod:`spectral.eps_count`), ``hessian/eps_count_fraction/rel<r>``
+                        (÷ parameter count: the exact normalised ε-rank), each with a
+                        ``_censored`` companion (1.0: not closed within ``eps_count_iters``
+                        steps, the value is a lower bound), for each r of ``eps_sweep``;
+                        ``hessian/eps_count_steps`` (Lanczos steps used)
+``ggn_eps_count``       ``ggn/eps_count/...``: the same for the Gauss-Newton matrix (needs ``ggn``)
 ``hessian_trace``       ``hessian/trace``, ``hessian/trace_stderr``
 ``features``            ``features/<layer>/{effective_rank, srank, feature_rank,
                         numerical_rank, dormant_fraction, dead_fraction, zero_fraction,
@@ -55,15 +63,16 @@ from spectral import features as feature_stats
 from spectral.capture import FeatureCapture, Layers, resolve_layers
 from spectral.density import (
     SpectralDensity,
+    censored_epsilon_rank,
     epsilon_rank_per_probe,
     epsilon_resolution,
     hessian_effective_rank,
     negative_mass,
-    resolved_epsilon_rank,
     spectral_radius,
     stochastic_lanczos_quadrature,
 )
 from spectral.eigen import EigenResult, lanczos_eigenvalues
+from spectral.eps_count import EpsCount, epsilon_counts
 from spectral.errors import SpectralError
 from spectral.hvp import CurvatureOperator, GGNOperator, HessianOperator, OutputLoss
 from spectral.layers import layer_parameters
@@ -94,6 +103,9 @@ class ProbeConfig:
         lanczos_tol: relative residual tolerance for early stopping.
         slq_iters, slq_probes: SLQ Lanczos steps per probe vector, number of probe vectors
             (paper: 100 and 1; several probes give ``eps_rank_std``).
+        eps_count_iters, eps_count_tol: step cap (operator products) and relative residual
+            tolerance of the exact ε-counts (``hessian_eps_count``); 200 products are the
+            cost of an SLQ row at 100 steps × 2 probes.
         eps, eps_relative: ε-rank threshold, absolute or as a fraction of ``max|λ|``.
         eps_sweep: relative thresholds (fractions of ``max|λ|``, in (0, 1]) at which both
             ε-rank estimators are reported, so that networks whose curvature scales differ
@@ -109,6 +121,8 @@ class ProbeConfig:
     lanczos_tol: float = 1e-3
     slq_iters: int = 100
     slq_probes: int = 4
+    eps_count_iters: int = 200
+    eps_count_tol: float = 1e-2
     eps: float = 0.01
     eps_relative: bool = False
     eps_sweep: tuple[float, ...] = (0.001, 0.01, 0.03, 0.1)
@@ -121,7 +135,8 @@ class ProbeConfig:
     dtype: torch.dtype = field(default=torch.float64)
 
     def __post_init__(self) -> None:
-        for name in ("top_k", "lanczos_iters", "slq_iters", "slq_probes", "trace_samples"):
+        for name in ("top_k", "lanczos_iters", "slq_iters", "slq_probes", "trace_samples",
+                     "eps_count_iters"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise SpectralError(f"ProbeConfig.{name} must be a positive integer, got {value!r}")
@@ -132,6 +147,8 @@ class ProbeConfig:
             raise SpectralError(
                 f"unknown trace_method {self.trace_method!r}; valid choices: {', '.join(TRACE_METHODS)}"
             )
+        if not self.eps_count_tol > 0:
+            raise SpectralError(f"ProbeConfig.eps_count_tol must be > 0, got {self.eps_count_tol!r}")
         if not self.one_step_lr > 0:
             raise SpectralError(f"ProbeConfig.one_step_lr must be > 0, got {self.one_step_lr!r}")
         sweep = self.eps_sweep
@@ -246,23 +263,25 @@ def _layer_hessian_top(ctx: _Context) -> dict[str, float]:
 def density_summary(prefix: str, density: SpectralDensity, config: ProbeConfig) -> dict[str, float]:
     """The ``hessian_density`` keys of one SLQ density, under ``prefix`` (see module docstring).
 
-    ε-ranks at an ε below :func:`~spectral.density.epsilon_resolution` are NaN.
+    Each ε-rank ``K`` comes with ``K_censored``: 1.0 when its ε is below the estimator's
+    :func:`~spectral.density.epsilon_resolution`, and then ``K`` is the ε-rank at the
+    resolution, a lower bound (:func:`~spectral.density.censored_epsilon_rank`); never NaN.
     """
     cfg, nan = config, float("nan")
     radius = spectral_radius(density)
     resolution = {m: epsilon_resolution(density, method=m) for m in ("grid", "nodes")}
     threshold = cfg.eps * radius if cfg.eps_relative else cfg.eps
-    per_probe = epsilon_rank_per_probe(density, cfg.eps, relative=cfg.eps_relative)
-    resolved = threshold >= resolution["nodes"]
-    out = {
-        f"{prefix}/eps_rank": float(per_probe.mean()) if resolved else nan,
-        f"{prefix}/eps_rank_std": float(per_probe.std(ddof=1))
-        if resolved and len(per_probe) > 1
-        else nan,
-        f"{prefix}/eps_rank_grid": resolved_epsilon_rank(
-            density, cfg.eps, relative=cfg.eps_relative, method="grid"
-        ),
-    }
+    nodes_censored = threshold < resolution["nodes"]
+    per_probe = epsilon_rank_per_probe(density, max(threshold, resolution["nodes"]))
+    out: dict[str, float] = {}
+
+    def put(key: str, value: tuple[float, bool]) -> None:
+        out[key], out[f"{key}_censored"] = value[0], float(value[1])
+
+    put(f"{prefix}/eps_rank", (float(per_probe.mean()), nodes_censored))
+    out[f"{prefix}/eps_rank_std"] = float(per_probe.std(ddof=1)) if len(per_probe) > 1 else nan
+    put(f"{prefix}/eps_rank_grid",
+        censored_epsilon_rank(density, cfg.eps, relative=cfg.eps_relative, method="grid"))
     for suffix, method in (("", "grid"), ("_nodes", "nodes")):
         out[f"{prefix}/eps_resolution{suffix}"] = resolution[method]
         out[f"{prefix}/eps_resolution{suffix}_rel"] = (
@@ -270,9 +289,8 @@ def density_summary(prefix: str, density: SpectralDensity, config: ProbeConfig) 
         )
     for r in cfg.eps_sweep:
         for name, method in (("paper", "grid"), ("nodes", "nodes")):
-            out[f"{prefix}/eps_rank_{name}/rel{r:g}"] = resolved_epsilon_rank(
-                density, r, relative=True, method=method
-            )
+            put(f"{prefix}/eps_rank_{name}/rel{r:g}",
+                censored_epsilon_rank(density, r, relative=True, method=method))
     out[f"{prefix}/neg_mass"] = negative_mass(density)
     out[f"{prefix}/effective_rank"] = hessian_effective_rank(density)
     out[f"{prefix}/slq_min"] = float(min(n.min() for n in density.nodes))
@@ -300,6 +318,43 @@ def _ggn_density(ctx: _Context) -> dict[str, float]:
     output_fn, output_loss = _require(ctx.ggn, "ggn_density", "ggn")
     operator = GGNOperator(output_fn, ctx.params, loss=output_loss)
     return density_summary("ggn", _slq(ctx, operator, "ggn_density"), ctx.config)
+
+
+def eps_count_summary(prefix: str, counts: EpsCount) -> dict[str, float]:
+    """The ``hessian_eps_count`` keys of one :class:`~spectral.eps_count.EpsCount`."""
+    out: dict[str, float] = {}
+    for r, count, fraction, censored in zip(
+        counts.rels, counts.counts, counts.fractions(), counts.censored, strict=True
+    ):
+        flag = float(censored)
+        out[f"{prefix}/eps_count/rel{r:g}"] = float(count)
+        out[f"{prefix}/eps_count/rel{r:g}_censored"] = flag
+        out[f"{prefix}/eps_count_fraction/rel{r:g}"] = fraction
+        out[f"{prefix}/eps_count_fraction/rel{r:g}_censored"] = flag
+    out[f"{prefix}/eps_count_steps"] = float(counts.num_iters)
+    return out
+
+
+def _eps_count(ctx: _Context, operator: CurvatureOperator, group: str) -> EpsCount:
+    cfg = ctx.config
+    return epsilon_counts(
+        operator,
+        cfg.eps_sweep,
+        max_iters=cfg.eps_count_iters,
+        tol=cfg.eps_count_tol,
+        generator=ctx.generator(group),
+        dtype=cfg.dtype,
+    )
+
+
+def _hessian_eps_count(ctx: _Context) -> dict[str, float]:
+    return eps_count_summary("hessian", _eps_count(ctx, ctx.operator, "hessian_eps_count"))
+
+
+def _ggn_eps_count(ctx: _Context) -> dict[str, float]:
+    output_fn, output_loss = _require(ctx.ggn, "ggn_eps_count", "ggn")
+    operator = GGNOperator(output_fn, ctx.params, loss=output_loss)
+    return eps_count_summary("ggn", _eps_count(ctx, operator, "ggn_eps_count"))
 
 
 def _hessian_trace(ctx: _Context) -> dict[str, float]:
@@ -362,11 +417,11 @@ def _distance(ctx: _Context) -> dict[str, float]:
 
 def _one_step_gain(ctx: _Context) -> dict[str, float]:
     eval_loss_fn = _require(ctx.eval_loss_fn, "one_step_gain", "eval_loss_fn")
-    return {
-        "opt/one_step_gain": one_step_gain(
-            ctx.loss_fn, ctx.params, ctx.config.one_step_lr, eval_loss_fn
-        )
-    }
+    gain = one_step_gain(ctx.loss_fn, ctx.params, ctx.config.one_step_lr, eval_loss_fn)
+    # The step and its undo write the parameters in place, which invalidates the shared
+    # gradient graph: a Hessian group after this one builds it anew (same values).
+    ctx._operator = None
+    return {"opt/one_step_gain": gain}
 
 
 def _require(value, group: str, argument: str):
@@ -389,12 +444,20 @@ METRICS: dict[str, _Metric] = {
     ),
     "hessian_density": _Metric(
         "SLQ Hessian spectrum: eps-rank (node sum, paper's trapezoid; absolute and relative "
-        "eps; NaN below resolution), negative mass, effective rank",
+        "eps; a censored lower bound below resolution), negative mass, effective rank",
         _hessian_density,
     ),
     "ggn_density": _Metric(
         "the same SLQ summaries for the Gauss-Newton matrix J^T H_L J (needs ggn)",
         _ggn_density,
+    ),
+    "hessian_eps_count": _Metric(
+        "exact eps-counts #{|lambda| > r max|lambda|} from converged Lanczos (both ends), "
+        "count and fraction of parameters per r of eps_sweep; censored lower bound at the cap",
+        _hessian_eps_count,
+    ),
+    "ggn_eps_count": _Metric(
+        "the same exact eps-counts for the Gauss-Newton matrix (needs ggn)", _ggn_eps_count
     ),
     "hessian_trace": _Metric("Hessian trace (Hutch++ or Hutchinson)", _hessian_trace),
     "features": _Metric("per-layer feature ranks, dormant/dead/zero fractions, norms", _features),

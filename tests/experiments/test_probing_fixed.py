@@ -99,3 +99,24 @@ def test_continual_runs_have_no_trained_once_phase(ppo_config):
     assert {p["phase"] for p in probes} == {"pre", "init"}
     assert {(p["phase"], p["data"]) for p in probes} == {
         ("pre", "on_policy"), ("init", "on_policy"), ("init", "fixed")}
+
+
+def test_eps_count_groups_on_fixed_and_on_policy_rows(dqn_config, tmp_path):
+    """The exact ε-count runs on every row; its Gauss-Newton twin only where the target
+    has a Gauss-Newton form (on-policy rows, not the fixed-data losses); never NaN."""
+    run_dir = tmp_path / "run"
+    experiments.run(dqn_config(**{
+        "experiment.steps": 800, "env.period": 400, "probes.fixed_phases": ["init"],
+        "probes.fixed_steps": 100, "probes.metrics": ["hessian_eps_count", "ggn_eps_count"],
+        "probes.settings": {"eps_count_iters": 40},
+        "experiment.out": str(run_dir)}))
+    got = rows(run_dir)
+    fixed = [r for r in got if r["data"] == "fixed"]
+    on_policy = [r for r in got if r["data"] == "on_policy"]
+    assert fixed and on_policy
+    for row in got:
+        for r in (0.001, 0.01, 0.03, 0.1):
+            key = f"hessian/eps_count/rel{r:g}"
+            assert row[key] >= 1 and row[key + "_censored"] in (0.0, 1.0)
+    assert all("ggn/eps_count/rel0.01" in r for r in on_policy)
+    assert not any("ggn/eps_count/rel0.01" in r for r in fixed)

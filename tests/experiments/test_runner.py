@@ -104,7 +104,7 @@ def test_probes_do_not_change_training(algo, population, dqn_config, ppo_config,
 
     # every probe, the trainability fits on copies of the networks (feature fit, head
     # scale) and the fixed data's own env included, at every phase
-    metrics = [*make().probes.metrics, "trainability"]
+    metrics = [*make().probes.metrics, "trainability", "hessian_eps_count"]
     probed = launch("a", **{"probes.cadence": log, "probes.metrics": metrics,
                             "probes.fixed_phases": ["pre", "init", "cadence"],
                             "probes.trainability_steps": 5})

@@ -9,15 +9,16 @@ from scipy.integrate import trapezoid
 
 from spectral import (
     SpectralError,
+    censored_epsilon_rank,
     epsilon_rank,
     epsilon_rank_per_probe,
     epsilon_resolution,
     hessian_effective_rank,
     negative_mass,
-    resolved_epsilon_rank,
     spectral_density,
     stochastic_lanczos_quadrature,
 )
+from spectral.density import GRID_GUARD
 from tests.spectral.helpers import ce_problem, mse_problem
 
 
@@ -188,14 +189,21 @@ def test_small_eps_counts_the_zero_bulk_as_rank_and_is_flagged(known_spectrum):
         # The finding: the node sum reads 0.88-1.00 where the truth is 0.60 ...
         assert 0.88 <= epsilon_rank(density, eps) <= 1.0
         assert epsilon_rank(density, eps, method="grid") >= 0.88
-        # ... and such an ε is below the resolution, so the reported value is NaN.
+        # ... and such an ε is below the resolution, so the value reported is the ε-rank at
+        # the resolution, flagged censored: a lower bound of the (unmeasurable) value at ε.
         assert eps < resolution
-        assert np.isnan(resolved_epsilon_rank(density, eps))
-        assert np.isnan(resolved_epsilon_rank(density, eps, method="nodes"))
+        for method in ("grid", "nodes"):
+            value, censored = censored_epsilon_rank(density, eps, method=method)
+            at_resolution = epsilon_resolution(density, method=method)
+            assert censored and value == epsilon_rank(density, at_resolution, method=method)
+            assert value <= epsilon_rank(density, eps, method=method)
+            # a lower bound of the truth at ε (0.60), up to the estimator's error at the
+            # resolution (within 0.04 there, test below)
+            assert value <= 0.60 + 0.04
     # Relative ε: the same thresholds as fractions of max|λ| ≈ 100.
     radius = max(np.abs(n).max() for n in density.nodes)
     assert epsilon_resolution(density, relative=True) == pytest.approx(resolution / radius)
-    assert np.isnan(resolved_epsilon_rank(density, 0.05 / radius, relative=True))
+    assert censored_epsilon_rank(density, 0.05 / radius, relative=True)[1]
 
 
 def test_eps_above_the_resolution_is_reported_and_accurate(known_spectrum):
@@ -209,8 +217,9 @@ def test_eps_above_the_resolution_is_reported_and_accurate(known_spectrum):
         assert abs(epsilon_rank(density, eps) - truth) <= 0.03
         assert abs(epsilon_rank(density, eps, method="grid") - truth) <= 0.03
         if eps >= resolution:
-            assert resolved_epsilon_rank(density, eps) == epsilon_rank(density, eps, method="grid")
-    assert not np.isnan(resolved_epsilon_rank(density, 1.0))
+            assert censored_epsilon_rank(density, eps) == (
+                epsilon_rank(density, eps, method="grid"), False)
+    assert not censored_epsilon_rank(density, 1.0)[1]
 
 
 def test_resolution_is_exact_when_the_krylov_space_closes():
@@ -221,9 +230,13 @@ def test_resolution_is_exact_when_the_krylov_space_closes():
         _Diagonal(eigs), 20, 4, generator=torch.Generator().manual_seed(0)
     )
     assert all(density.exact)
-    assert epsilon_resolution(density) == pytest.approx(2 * np.sqrt(density.variance))
+    # the node nearest 0 is exactly 0: the grid's guard is GRID_GUARD kernel widths
+    assert epsilon_resolution(density) == pytest.approx(GRID_GUARD * np.sqrt(density.variance))
     assert epsilon_resolution(density, method="nodes") < 1e-12  # the node at 0 is exact
     # ε = 0.02 lies between the exact nodes 0 and 0.05: per probe the weight of the probe's
     # components on {0.05, 5}, whose mean over probes is the true 0.4.
-    assert epsilon_resolution(density) < 0.02
-    assert abs(resolved_epsilon_rank(density, 0.02, method="nodes") - 0.4) < 0.25
+    # the node sum resolves it; the smoothed grid (4 kernel widths, 0.028) does not
+    assert epsilon_resolution(density, method="nodes") < 0.02 < epsilon_resolution(density)
+    assert censored_epsilon_rank(density, 0.02)[1]
+    value, censored = censored_epsilon_rank(density, 0.02, method="nodes")
+    assert not censored and abs(value - 0.4) < 0.25
