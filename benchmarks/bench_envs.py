@@ -8,6 +8,8 @@ env, measured in this run, and ratios against its raw peer:
   step; 7 actions) vs the same hidden-goal room rendering its view (raw ``RoomEnv``),
   ``plasticity/MiniGridHiddenGoal-v0`` (one-hot pose observation, no view rendering) and the
   visible-goal stream (flattened view);
+* the raw ``DigitsBandit`` (one-step episodes: every step is followed by a reset) vs
+  ``plasticity/PermutedDigits-v0`` (the stream alone; the issue asks >= 100k steps/s);
 * the hidden-goal stream stepped alone with Python-int actions vs 4 of it in
   ``envs.make_vector`` (gymnasium's ``SyncVectorEnv``, numpy-integer actions: PPO's path),
   per sub-env step: the vector env's overhead.
@@ -76,6 +78,9 @@ def main() -> None:
             ("RoomEnv hidden goal, image obs (raw)", envs.RoomEnv(goal_visible=False, obs="image", max_steps=144)),
             ("plasticity/MiniGridHiddenGoal-v0", envs.make("plasticity/MiniGridHiddenGoal-v0")),
             ("plasticity/MiniGridGoalShift-v0", envs.make("plasticity/MiniGridGoalShift-v0")),
+        ]),
+        ("DigitsBandit (raw)", envs.DigitsBandit(), [
+            ("plasticity/PermutedDigits-v0", envs.make("plasticity/PermutedDigits-v0", period=5_000)),
         ]),
         ("plasticity/MiniGridHiddenGoal-v0", envs.make("plasticity/MiniGridHiddenGoal-v0"), [
             ("  x4 make_vector, per sub-env", envs.make_vector("plasticity/MiniGridHiddenGoal-v0", 4)),
