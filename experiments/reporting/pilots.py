@@ -340,7 +340,6 @@ def _collapse_section(tasks: pd.DataFrame, probes: pd.DataFrame, units: pd.DataF
         _curve_figure(tasks[tasks["pilot"] == pilot], "mean_return",
                       f"hidden-goal room, {algo}: mean return in each task by dose", "mean return", figures / fig)
         rows = []
-        base = t[t["arm"] == "dose0"]
         for arm in sorted(t["arm"].unique(), key=lambda a: float(a.replace("dose", ""))):
             a = t[t["arm"] == arm]
             row = [arm, _fmt(_boot(a["mean_return"].to_numpy(), a["seed"].to_numpy())),
