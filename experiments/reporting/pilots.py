@@ -112,9 +112,13 @@ def write_tables(root: Path, out: Path) -> list[Path]:
                 tasks += t
                 probes += p
                 units += u
-        t = _timing(root / f"{pilot_dir.name}.log")
-        if t is not None:
-            timing.append({"pilot": pilot_dir.name, **t})
+        # one log per sweep command (a sweep stopped and resumed has a .partN.log too)
+        parts = [t for log in sorted(root.glob(f"{pilot_dir.name}*.log"))
+                 if re.fullmatch(rf"{re.escape(pilot_dir.name)}(\.part\d+)?\.log", log.name)
+                 and (t := _timing(log)) is not None]
+        if parts:
+            timing.append({"pilot": pilot_dir.name, "wall_s": sum(t["wall_s"] for t in parts),
+                           "cpu_s": sum(t["cpu_s"] for t in parts)})
     out.mkdir(parents=True, exist_ok=True)
     written = []
     for name, rows in (("runs", runs), ("tasks", tasks), ("probes", probes), ("units", units),
