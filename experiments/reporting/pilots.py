@@ -328,7 +328,8 @@ def _paper_form_section(tasks: pd.DataFrame, probes: pd.DataFrame) -> str:
     return "\n".join(out) or "No pilot with both accuracies and ε-ranks was run.\n"
 
 
-def _collapse_section(tasks: pd.DataFrame, probes: pd.DataFrame, units: pd.DataFrame, figures: Path) -> str:
+def _collapse_section(tasks: pd.DataFrame, probes: pd.DataFrame, units: pd.DataFrame, figures: Path,
+                      tables: Path) -> str:
     out = []
     for pilot in COLLAPSE:
         t = tasks[tasks["pilot"] == pilot] if len(tasks) else tasks
@@ -404,10 +405,40 @@ def _collapse_section(tasks: pd.DataFrame, probes: pd.DataFrame, units: pd.DataF
                           figures / pf, x="dose")
         out.append(f"### `{pilot}` ({algo})\n\n![returns](figures/{fig})\n\n"
                    + (f"![probes vs dose](figures/{pf})\n\n" if len(init_all) else "")
-                   + _table(head, rows) + silenced
+                   + _table(head, rows) + silenced + _natural_collapse(tables, pilot)
                    + "\n\nHow large a collapse before ε-rank sees it (difference of the mean ε-rank at "
                    "init from dose 0's, 95% bootstrap over seeds):\n\n" + "\n".join(f"- {d}" for d in detect) + "\n")
     return "\n".join(out)
+
+
+#: the second edition's study of the same room and agent, for the natural collapse
+SECOND_EDITION = {"pilot_collapse_dqn_hidden_goal": ("e2_dqn_hidden_goal", ("q",)),
+                  "pilot_collapse_ppo_hidden_goal": ("e2_ppo_hidden_goal", ("policy", "value"))}
+
+
+def _natural_collapse(tables: Path, pilot: str) -> str:
+    """The same probes at init in the second edition's committed tables (continual, fresh,
+    and fresh's trained network on the new task, ``trained_once``), fixed data."""
+    study, nets = SECOND_EDITION[pilot]
+    directory = tables / study
+    if not (directory / "manifest.json").is_file():
+        return ""
+    from experiments.analysis import read_tables
+
+    data = read_tables(directory)
+    p = data.probes.merge(data.runs[["run_id", "arm", "seed"]], on="run_id")
+    p = p[(p["data"] == "fixed") & p["arm"].isin(["continual", "fresh"])
+          & p["phase"].isin(["init", "trained_once"])]
+    keys = [k for k in ("features/hidden.1/dead_fraction", "features/hidden.1/feature_rank",
+                        "hessian/eps_rank_paper/rel0.01", "trainability/random_final_ratio") if k in p]
+    rows = []
+    for net in nets:
+        for (arm, phase), g in p[p["network"] == net].groupby(["arm", "phase"], sort=True):
+            rows.append([f"`{net}`", arm, phase] + [_fmt(_boot(g[k].to_numpy(float), g["seed"].to_numpy()), 3)
+                                                   for k in keys])
+    return (f"\n\nThe natural collapse for comparison: the second edition's `{study}` (full-length "
+            f"tasks; docs/tables/{study}), probes at init on the fixed data:\n\n"
+            + _table(["network", "arm", "phase"] + [k.split("/", 1)[1] for k in keys], rows))
 
 
 def _diff(a: pd.DataFrame, b: pd.DataFrame, key: str) -> tuple[float, float, float]:
@@ -452,7 +483,7 @@ def build(tables: Path, out: Path) -> Path:
         _paper_form_section(tasks, probes) if len(tasks) and len(probes) else "",
         sections.get("paper", ""),
         "## Induced collapse on the hidden-goal room\n",
-        _collapse_section(tasks, probes, units, figures) if len(tasks) else "",
+        _collapse_section(tasks, probes, units, figures, tables) if len(tasks) else "",
         sections.get("collapse", ""),
         "## What the pilots say for the next study's design\n",
         sections.get("design", "(to be written from the results above)\n"),
