@@ -283,10 +283,34 @@ def _digits_section(tasks: pd.DataFrame, probes: pd.DataFrame, figures: Path) ->
                 early, late = a[a["task"] < n_tasks // 2], a[a["task"] >= n_tasks // 2]
                 prow.append([arm] + [f"{early[c].mean():.3g} / {late[c].mean():.3g}" if c in a else "-"
                                      for c, _ in keys])
+            recovery = _recovery(probes[probes["pilot"] == pilot], net)
+            out.append(recovery)
             out.append(f"![probes at init](figures/{pfig})\n\nProbe means at init, tasks in the first "
                        "half / second half (fixed data, network `" + net + "`; ε-rank only at every "
                        "5th shift):\n\n" + _table(["arm"] + [label for _, label in keys], prow) + "\n")
     return "\n".join(out)
+
+
+def _recovery(p: pd.DataFrame, net: str) -> str:
+    """Dead (ReLU) fractions just after each switch (init, fixed data) and at the end of the
+    task (pre, the arm's own last batch of the task), for arms probed at both."""
+    rows = []
+    for arm in _arm_order(p["arm"].unique()):
+        a = p[(p["arm"] == arm) & (p["network"] == net) & (p["task"] > 0)]
+        init, pre = a[(a["phase"] == "init") & (a["data"] == "fixed")], a[a["phase"] == "pre"]
+        if init.empty or pre.empty:
+            continue
+        cells = []
+        for layer in ("hidden.0", "hidden.1"):
+            key = f"features/{layer}/dead_fraction"
+            if key in a:
+                cells.append(f"{init[key].mean():.3f} → {pre[key].mean():.3f}")
+        rows.append([arm] + cells)
+    if not rows:
+        return ""
+    return ("Do silenced units recover? Dead fraction just after each switch (init, fixed data) → "
+            "at the end of the same task (pre, on the arm's replay sample of that task), mean over "
+            "switches and seeds:\n\n" + _table(["arm", "hidden.0", "hidden.1"], rows) + "\n")
 
 
 def _paper_form_section(tasks: pd.DataFrame, probes: pd.DataFrame) -> str:
