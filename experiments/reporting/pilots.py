@@ -98,7 +98,10 @@ def _timing(log: Path) -> dict | None:
         return None
     parts = [float(p) for p in wall.group(1).split(":")]
     seconds = sum(p * 60 ** i for i, p in enumerate(reversed(parts)))
-    return {"wall_s": round(seconds), "cpu_s": round(float(user.group(1)) + float(system.group(1)))}
+    # a sweep stopped by a signal never waited for its worker: its CPU time is not counted
+    stopped = "Command terminated by signal" in text
+    cpu = math.nan if stopped else float(user.group(1)) + float(system.group(1))
+    return {"wall_s": round(seconds), "cpu_s": cpu}
 
 
 def write_tables(root: Path, out: Path) -> list[Path]:
@@ -233,7 +236,7 @@ def _runs_section(runs: pd.DataFrame, timing: pd.DataFrame) -> str:
         done = g[g["status"] == "done"]
         t = timing[timing["pilot"] == pilot] if len(timing) else timing
         wall = f"{int(t['wall_s'].iloc[0]) / 60:.1f}" if len(t) else "-"
-        cpu = f"{int(t['cpu_s'].iloc[0]) / 60:.1f}" if len(t) else "-"
+        cpu = f"{t['cpu_s'].iloc[0] / 60:.1f}" if len(t) and np.isfinite(t["cpu_s"].iloc[0]) else "-"
         rows.append([f"`{pilot}`", ", ".join(_arm_order(g["arm"].unique())),
                      ", ".join(str(s) for s in sorted(g["seed"].unique())),
                      f"{len(done)}/{len(g)}", f"{int(done['steps'].max()):,}" if len(done) else "-",
