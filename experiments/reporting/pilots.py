@@ -408,10 +408,10 @@ def _collapse_section(tasks: pd.DataFrame, probes: pd.DataFrame, units: pd.DataF
                 n = int(a[key].notna().sum())
                 detect.append(f"`{net}` {key.split('/', 1)[1]}, {arm} − dose0: {_fmt(diff, 4)} "
                               f"({n} probes)")
-                if found is None and np.isfinite(diff[0]) and (diff[1] > 0 or diff[2] < 0):
+                if found is None and np.isfinite(diff[0]) and diff[2] < 0:
                     found = arm
-            detect.append(f"→ `{net}` {key.split('/', 1)[1]}: smallest dose whose interval "
-                          f"excludes 0: **{found or 'none'}**")
+            detect.append(f"→ `{net}` {key.split('/', 1)[1]}: smallest dose whose ε-rank is "
+                          f"lower than dose 0's (interval below 0): **{found or 'none'}**")
         silenced = ""
         u = units[units["pilot"] == pilot] if len(units) else units
         if len(u):
@@ -435,8 +435,9 @@ def _collapse_section(tasks: pd.DataFrame, probes: pd.DataFrame, units: pd.DataF
                    + (f"![probes vs dose](figures/{pf})\n\n" if len(init_all) else "")
                    + _table(head, rows) + silenced + _natural_collapse(tables, pilot)
                    + "\n\nHow large a collapse before ε-rank sees it (difference of the mean ε-rank at "
-                   "init from dose 0's, per-seed means, 95% bootstrap over seeds; a probe whose ε is "
-                   "below its estimator's resolution has no value and is left out):\n\n" + "\n".join(f"- {d}" for d in detect) + "\n")
+                   "init from dose 0's, per-seed means, 95% bootstrap over seeds -- with 3 seeds a coarse "
+                   "interval; a probe whose ε is below its estimator's resolution has no value and "
+                   "is left out):\n\n" + "\n".join(f"- {d}" for d in detect) + "\n")
     return "\n".join(out)
 
 
