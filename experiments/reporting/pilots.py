@@ -386,7 +386,8 @@ def _collapse_section(tasks: pd.DataFrame, probes: pd.DataFrame, units: pd.DataF
                     if key not in p:
                         row.append("-")
                         continue
-                    row.append(_fmt(_boot(init[key].to_numpy(float), init["seed"].to_numpy()), 3))
+                    digits = 4 if key.startswith("hessian/") else 3
+                    row.append(_fmt(_boot(init[key].to_numpy(float), init["seed"].to_numpy()), digits))
             rows.append(row)
         head = ["dose", "mean return (tasks 1-5)", "final-quarter return"]
         for net in nets:
@@ -462,13 +463,16 @@ def _natural_collapse(tables: Path, pilot: str) -> str:
     p = data.probes.merge(data.runs[["run_id", "arm", "seed"]], on="run_id")
     p = p[(p["data"] == "fixed") & p["arm"].isin(["continual", "fresh"])
           & p["phase"].isin(["init", "trained_once"])]
-    keys = [k for k in ("features/hidden.1/dead_fraction", "features/hidden.1/feature_rank",
-                        "hessian/eps_rank_paper/rel0.01", "trainability/random_final_ratio") if k in p]
+    # dead units are a ReLU notion (the second edition had no saturation probe for tanh)
+    dead = ("features/hidden.1/dead_fraction",) if "dqn" in pilot else ()
+    keys = [k for k in (*dead, "features/hidden.1/feature_rank", "hessian/eps_rank_paper/rel0.01",
+                        "hessian/eps_rank_nodes/rel0.01", "trainability/random_final_ratio") if k in p]
     rows = []
     for net in nets:
         for (arm, phase), g in p[p["network"] == net].groupby(["arm", "phase"], sort=True):
-            rows.append([f"`{net}`", arm, phase] + [_fmt(_boot(g[k].to_numpy(float), g["seed"].to_numpy()), 3)
-                                                   for k in keys])
+            rows.append([f"`{net}`", arm, phase] + [
+                _fmt(_boot(g[k].to_numpy(float), g["seed"].to_numpy()), 4 if k.startswith("hessian/") else 3)
+                for k in keys])
     return (f"\n\nThe natural collapse for comparison: the second edition's `{study}` (full-length "
             f"tasks; docs/tables/{study}), probes at init on the fixed data:\n\n"
             + _table(["network", "arm", "phase"] + [k.split("/", 1)[1] for k in keys], rows))
