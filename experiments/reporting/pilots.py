@@ -120,8 +120,9 @@ def write_tables(root: Path, out: Path) -> list[Path]:
                  if re.fullmatch(rf"{re.escape(pilot_dir.name)}(\.part\d+)?\.log", log.name)
                  and (t := _timing(log)) is not None]
         if parts:
+            known = [t["cpu_s"] for t in parts if np.isfinite(t["cpu_s"])]
             timing.append({"pilot": pilot_dir.name, "wall_s": sum(t["wall_s"] for t in parts),
-                           "cpu_s": sum(t["cpu_s"] for t in parts)})
+                           "cpu_s": round(sum(known)), "cpu_complete": len(known) == len(parts)})
     out.mkdir(parents=True, exist_ok=True)
     written = []
     for name, rows in (("runs", runs), ("tasks", tasks), ("probes", probes), ("units", units),
@@ -236,7 +237,9 @@ def _runs_section(runs: pd.DataFrame, timing: pd.DataFrame) -> str:
         done = g[g["status"] == "done"]
         t = timing[timing["pilot"] == pilot] if len(timing) else timing
         wall = f"{int(t['wall_s'].iloc[0]) / 60:.1f}" if len(t) else "-"
-        cpu = f"{t['cpu_s'].iloc[0] / 60:.1f}" if len(t) and np.isfinite(t["cpu_s"].iloc[0]) else "-"
+        cpu = "-"
+        if len(t):  # a part whose CPU time was not recorded makes the sum a lower bound
+            cpu = ("" if bool(t["cpu_complete"].iloc[0]) else "≥ ") + f"{t['cpu_s'].iloc[0] / 60:.1f}"
         rows.append([f"`{pilot}`", ", ".join(_arm_order(g["arm"].unique())),
                      ", ".join(str(s) for s in sorted(g["seed"].unique())),
                      f"{len(done)}/{len(g)}", f"{int(done['steps'].max()):,}" if len(done) else "-",
@@ -286,8 +289,8 @@ def _digits_section(tasks: pd.DataFrame, probes: pd.DataFrame, figures: Path) ->
                 early, late = a[a["task"] < n_tasks // 2], a[a["task"] >= n_tasks // 2]
                 prow.append([arm] + [f"{early[c].mean():.3g} / {late[c].mean():.3g}" if c in a else "-"
                                      for c, _ in keys])
-            recovery = _recovery(probes[probes["pilot"] == pilot], net)
-            out.append(recovery)
+            if algo == "DQN":  # dead units: a ReLU notion
+                out.append(_recovery(probes[probes["pilot"] == pilot], net))
             out.append(f"![probes at init](figures/{pfig})\n\nProbe means at init, tasks in the first "
                        "half / second half (fixed data, network `" + net + "`; ε-rank only at every "
                        "5th shift):\n\n" + _table(["arm"] + [label for _, label in keys], prow) + "\n")
