@@ -10,6 +10,7 @@ global env steps. Build one from a registered id (``envs.make("plasticity/...")`
 
 from __future__ import annotations
 
+from .digits import DigitsBandit, PixelPermutation
 from .errors import EnvError
 from .factory import make_nonstationary
 from .minigrid import (
@@ -86,6 +87,9 @@ __all__ = [
     "FrictionShift",
     "mujoco_available",
     "mujoco_missing_reason",
+    # permuted digits
+    "DigitsBandit",
+    "PixelPermutation",
     # MiniGrid
     "RoomEnv",
     "GoalShift",

@@ -21,6 +21,7 @@ from typing import Any
 
 import gymnasium as gym
 
+from .digits import DigitsBandit, PixelPermutation
 from .errors import EnvError
 from .factory import make_base_env, make_nonstationary
 from .minigrid.rooms import RoomEnv
@@ -54,6 +55,7 @@ __all__ = [
     "minigrid_layout_shift",
     "minigrid_permuted_view",
     "slippery_ant",
+    "permuted_digits",
     "register_builtin_streams",
 ]
 
@@ -285,6 +287,29 @@ def minigrid_permuted_view(period: int = MINIGRID_PERIOD, *, stationary: bool = 
     return _wrap(env, ViewPermutation(), schedule, switch_at, stationary, vector_size, autoreset_mode)
 
 
+# ------------------------------------------------------------------ supervised positive control
+def permuted_digits(period: int = 10_000, *, stationary: bool = False, switch_at: str = "reset",
+                    seed: int = 0, vector_size: int = 1, num_tasks: int | None = None,
+                    heldout_fraction: float = 0.2,
+                    autoreset_mode: str | None = None, render_mode: str | None = None) -> NonStationaryWrapper:
+    """``plasticity/PermutedDigits-v0``: the paper's Permuted MNIST as a one-step contextual bandit.
+
+    Observation Box(64) float32 in [0, 1]: an 8×8 UCI digit (the copy scikit-learn's
+    ``load_digits`` reads, bundled in ``envs/data``) with its pixels permuted by the task's
+    permutation; actions Discrete(10) (the class); reward 1 if right, else 0; every episode
+    one step (``info["label"]`` is the class). Task 0 is the identity permutation, later
+    tasks draw a uniformly random permutation of the 64 pixels from ``seed``. ``seed`` also
+    fixes the stratified train/held-out split (``heldout_fraction`` of each class held out,
+    default 0.2): episodes show training images; the probe hooks give the held-out images
+    under the current permutation (every image × action, and Q* = the reward of each
+    action). Default period 10,000 steps (~7 passes over the 1,438 training images).
+    """
+    env = gym.wrappers.OrderEnforcing(DigitsBandit(split_seed=seed, heldout_fraction=heldout_fraction))
+    schedule = RandomSchedule(period, {"pixel_perm": Permutation(64)}, seed,
+                              first={"pixel_perm": tuple(range(64))}, num_tasks=num_tasks)
+    return _wrap(env, PixelPermutation(), schedule, switch_at, stationary, vector_size, autoreset_mode)
+
+
 # ------------------------------------------------------------------ MuJoCo
 def slippery_ant(period: int = 1_000_000, *, stationary: bool = False, switch_at: str = "reset",
                  seed: int = 0, vector_size: int = 1, num_tasks: int | None = None,
@@ -326,6 +351,8 @@ def register_builtin_streams() -> None:
          "MiniGrid two rooms, the gap in the dividing wall moves every 30,720 steps"),
         ("plasticity/MiniGridPermutedView-v0", minigrid_permuted_view,
          "MiniGrid 8x8 room, flattened 147-dim view permuted every 30,720 steps"),
+        ("plasticity/PermutedDigits-v0", permuted_digits,
+         "8x8 digits bandit (Permuted MNIST analogue): pixels permuted every 10k steps, reward 1 for the class"),
     ]
     if mujoco_available():
         entries.append(("plasticity/SlipperyAnt-v0", slippery_ant,

@@ -234,6 +234,11 @@ class Prober:
             self._fixed[task_id] = (data, subset)
         return self._fixed[task_id]
 
+    def fixed_observations(self, task_id: int) -> Tensor:
+        """The distinct raw observations of task ``task_id``'s fixed probe data (host tensor;
+        what an oracle perturbation acting on the fixed data is given)."""
+        return torch.unique(self._fixed_data(task_id)[0]["obs"], dim=0)
+
     def _exact_targets(self, task_id: int, gamma: float | None) -> tuple[Tensor, Tensor] | None:
         if gamma is None:
             return None

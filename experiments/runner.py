@@ -391,8 +391,10 @@ def _run(configs: list[RunConfig], overwrite: bool,
         seed = c.experiment.seed
         # The side env has the training env's schedule seed, so set_task(k) gives task k.
         # The fixed probe data's own single env (same schedule seed: set_task(k) gives task k).
+        # Also built for a perturbation that acts on the new task's fixed data.
         fixed_env = (streams.make_stream(c, stationary=True, seed=seed, single=True)
-                     if c.probes.enabled and c.probes.fixed_phases else None)
+                     if (c.probes.enabled and c.probes.fixed_phases) or _wants_task_data(c)
+                     else None)
         members.append(_Member(c, streams.make_stream(c, stationary=stationary, seed=seed),
                                streams.make_stream(c, stationary=True, seed=seed),
                                Prober(c.probes, c.probes.metrics, seed, fixed_env=fixed_env)))
@@ -504,6 +506,8 @@ def _run(configs: list[RunConfig], overwrite: bool,
                                                        task_id=new, shift_index=index,
                                                        side_env=m.side_env), m)
                 if tell_agent:
+                    for k, m in enumerate(members):
+                        _give_task_data(views[k], m.prober, new)
                     agent.on_task_switch(policy)
                 for k, m in enumerate(members):
                     if m.diverged:
@@ -561,6 +565,26 @@ def _run(configs: list[RunConfig], overwrite: bool,
             for k, m in enumerate(members)]
 
 
+def _wants_task_data(config: RunConfig) -> bool:
+    """True when a configured mitigation takes the new task's fixed data at a switch (an
+    oracle perturbation such as ``induced_collapse``): the member then gets a fixed env."""
+    from agents.mitigations import MITIGATIONS
+
+    return any(callable(getattr(MITIGATIONS.get(name), "set_task_data", None))
+               for name in config.mitigations.names)
+
+
+def _give_task_data(agent: Any, prober: Prober, task_id: int) -> None:
+    """Hand each mitigation with a ``set_task_data`` hook the new task's fixed observations
+    (experiments/probe_data.py: the data the fixed-data probes see), before the agent is
+    told of the switch. agents never import envs: the data cross as a tensor."""
+    hooks = [m.set_task_data for m in agent.mitigations if callable(getattr(m, "set_task_data", None))]
+    if hooks:
+        obs = prober.fixed_observations(task_id)
+        for hook in hooks:
+            hook(task_id, obs)
+
+
 def _probe_rows(rows: list[dict[str, Any]], m: _Member) -> None:
     tb = m.tb
     for row in rows:
@@ -575,7 +599,10 @@ def _probe_rows(rows: list[dict[str, Any]], m: _Member) -> None:
 def _shift_row(policy: ShiftPolicy, agent: Any, step: int, old: int, new: int,
                params: Any) -> dict[str, Any]:
     oracle_mitigations = [getattr(m, "name", type(m).__name__) for m in agent.mitigations
-                          if getattr(m, "oracle", False)]
+                          if getattr(m, "oracle", False) and not getattr(m, "perturbation", False)]
+    # Oracle perturbations (positive controls, e.g. induced_collapse) with what they did.
+    perturbations = {m.name: {"dose": getattr(m, "dose", None), "units": dict(getattr(m, "report", {}))}
+                     for m in agent.mitigations if getattr(m, "perturbation", False)}
     at_shift = {
         "optimizer": policy.optimizer,
         "exploration": policy.exploration,
@@ -584,8 +611,10 @@ def _shift_row(policy: ShiftPolicy, agent: Any, step: int, old: int, new: int,
         "normalization": policy.normalization,
         "reinitialize": policy.reinitialize,
         "oracle_mitigations": oracle_mitigations,
-        "oracle": policy.is_oracle or bool(oracle_mitigations),
+        "oracle": policy.is_oracle or bool(oracle_mitigations) or bool(perturbations),
     }
+    if perturbations:
+        at_shift["oracle_perturbations"] = perturbations
     return {"step": step, "from_task": old, "to_task": new, "params": dict(params),
             "at_shift": at_shift}
 

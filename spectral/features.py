@@ -18,6 +18,8 @@ exact definition and says whose variant it is. Ranks are computed from the singu
 ``dormant_fraction``   fraction of units with ``sᵢ ≤ τ`` (ReDo; τ = 0.025 as in Plasticine)
 ``dead_fraction``      fraction of units that are exactly 0 on every sample (Dohare et al. 2024)
 ``zero_fraction``      fraction of entries that are exactly 0 (Juliani & Ash 2024)
+``saturated_fraction`` fraction of units whose ``|pre-activation| > bound`` on every sample
+                       (tanh's counterpart of ``dead_fraction``)
 ``feature_norm``       mean over samples of the row norm ``‖Φ_b‖₂``; on pre-activations this is
                        the pre-activation norm Moalla et al. 2024 tie to PPO collapse
 =====================  ===========================================================
@@ -179,6 +181,23 @@ def dead_fraction(activations: Tensor, units: int | None = None) -> float:
     """Fraction of units exactly 0 on every sample, all their features (Dohare et al. 2024)."""
     dead = (check_features(activations) == 0).all(dim=0)
     return float(_per_unit(dead, units, reduce="all").to(torch.float64).mean())
+
+
+def saturated_fraction(preactivations: Tensor, bound: float = 3.0) -> float:
+    """Fraction of units saturated on every sample: ``mean_i 1[min_b |z_bi| > bound]``.
+
+    ``preactivations`` is the ``(batch, units)`` input ``z`` of a tanh layer. A saturated
+    unit is (nearly) constant, ``±tanh(bound)``, and passes at most ``1 − tanh²(bound)`` of
+    its gradient on every sample: tanh's counterpart of a dead ReLU unit. At the default
+    ``bound = 3``, ``tanh = 0.995`` and ``tanh' < 0.0099``: under 1% of the unit's gradient
+    at 0 gets through, the conventional "saturated" level (``|tanh| > 0.99`` is
+    ``|z| > 2.65``). A unit whose sign flips between samples counts as saturated if every
+    ``|z|`` exceeds the bound (it is then a sign detector with no gradient on the batch).
+    """
+    if not bound >= 0:
+        raise SpectralError(f"bound must be >= 0, got {bound}")
+    z = check_features(preactivations)
+    return float((z.abs() > bound).all(dim=0).to(torch.float64).mean())
 
 
 def zero_fraction(activations: Tensor) -> float:

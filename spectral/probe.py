@@ -32,7 +32,8 @@ group (``metrics``)     keys it adds
 ``hessian_trace``       ``hessian/trace``, ``hessian/trace_stderr``
 ``features``            ``features/<layer>/{effective_rank, srank, feature_rank,
                         numerical_rank, dormant_fraction, dead_fraction, zero_fraction,
-                        feature_norm, preactivation_norm}``
+                        feature_norm, preactivation_norm}``, and ``saturated_fraction``
+                        for a tanh layer (``ProbeConfig.saturation_bound``)
 ``gradient``            ``grad/norm``, ``grad/zero_fraction``
 ``weights``             ``weights/norm``
 ``distance_from_init``  ``weights/distance_from_init`` (needs ``init_params``)
@@ -112,6 +113,9 @@ class ProbeConfig:
             by orders of magnitude are compared at the same relative ε.
         trace_samples, trace_method: product budget and estimator of ``hessian_trace``.
         srank_threshold, feature_rank_eps, dormant_tau: feature-statistic parameters.
+        saturation_bound: a tanh unit is saturated on a batch when its ``|pre-activation|``
+            exceeds this on every sample (``spectral.saturated_fraction``; default 3:
+            ``tanh' < 0.0099`` there, under 1% of its gradient at 0).
         one_step_lr: step size of ``one_step_gain``.
         dtype: precision of the Lanczos/trace recurrences (float64 also for float32 models).
     """
@@ -131,6 +135,7 @@ class ProbeConfig:
     srank_threshold: float = 0.99
     feature_rank_eps: float = 0.01
     dormant_tau: float = 0.025
+    saturation_bound: float = 3.0
     one_step_lr: float = 1e-3
     dtype: torch.dtype = field(default=torch.float64)
 
@@ -140,7 +145,7 @@ class ProbeConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise SpectralError(f"ProbeConfig.{name} must be a positive integer, got {value!r}")
-        for name in ("eps", "lanczos_tol", "feature_rank_eps", "dormant_tau"):
+        for name in ("eps", "lanczos_tol", "feature_rank_eps", "dormant_tau", "saturation_bound"):
             if getattr(self, name) < 0:
                 raise SpectralError(f"ProbeConfig.{name} must be >= 0, got {getattr(self, name)!r}")
         if self.trace_method not in TRACE_METHODS:
@@ -394,6 +399,9 @@ def _features(ctx: _Context) -> dict[str, float]:
         out[prefix + "feature_norm"] = float(f.feature_norm(phi))
         if name in cap.inputs:
             out[prefix + "preactivation_norm"] = float(f.feature_norm(cap.inputs[name]))
+            if isinstance(layers[name], nn.Tanh):
+                out[prefix + "saturated_fraction"] = f.saturated_fraction(
+                    cap.inputs[name], cfg.saturation_bound)
     return out
 
 

@@ -2,13 +2,15 @@
 
 Select them by name (``make_mitigations(["l2", "er"])`` or
 ``make_mitigations([{"name": "redo", "tau": 0.1}])``); ``available_mitigations()`` lists
-them. Each is a dataclass whose fields are its hyperparameters (defaults from the cited
+them. ``induced_collapse`` is registered here too but is an oracle *perturbation* (a positive
+control that silences units; ``perturbation = True``), not a mitigation. Each is a dataclass whose fields are its hyperparameters (defaults from the cited
 papers, documented in its docstring) and implements only the hooks of
 :class:`agents.base.Mitigation` it needs.
 """
 
 from agents.mitigations.cbp import ContinualBackprop
 from agents.mitigations.er import ER, L2ER
+from agents.mitigations.induced_collapse import InducedCollapse
 from agents.mitigations.l2 import L2, L2Init
 from agents.mitigations.network_options import CReLU, LayerNorm, NonStationaryAdam
 from agents.mitigations.redo import ReDo, unit_scores
@@ -31,6 +33,7 @@ __all__ = [
     "MITIGATIONS",
     "CReLU",
     "ContinualBackprop",
+    "InducedCollapse",
     "L2Init",
     "LayerNorm",
     "NonStationaryAdam",

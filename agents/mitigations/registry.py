@@ -9,6 +9,7 @@ from typing import Any
 from agents.base import AgentError, Mitigation, check_choice, check_field_types
 from agents.mitigations.cbp import ContinualBackprop
 from agents.mitigations.er import ER, L2ER
+from agents.mitigations.induced_collapse import InducedCollapse
 from agents.mitigations.l2 import L2, L2Init
 from agents.mitigations.network_options import CReLU, LayerNorm, NonStationaryAdam
 from agents.mitigations.redo import ReDo
@@ -32,6 +33,7 @@ MITIGATIONS: dict[str, type[Mitigation]] = {
         Reset,
         ResetOnSwitch,
         SpectralNormReg,
+        InducedCollapse,
     )
 }
 

@@ -199,9 +199,12 @@ def shift_metrics(run: Run, spec: AdaptationSpec | None = None) -> list[dict[str
 
 #: env-id substring -> adaptation definition (first match wins; relative mode otherwise):
 #: MiniGrid streams reach a task at a trailing mean return of 0.8 (maximum 1.0), CartPole
-#: streams at 195 (the classic "solved" level; maximum 500).
+#: streams at 195 (the classic "solved" level; maximum 500), PermutedDigits (one-step
+#: episodes, return = 1 if right: mean return = accuracy) at an accuracy of 0.8 over a trailing
+#: 100 episodes (maximum 1.0).
 STREAM_SPECS: tuple[tuple[str, AdaptationSpec], ...] = (
     ("MiniGrid", AdaptationSpec(window=10, threshold=0.8, max_return=1.0)),
+    ("PermutedDigits", AdaptationSpec(window=100, threshold=0.8, max_return=1.0)),
     ("CartPole", AdaptationSpec(window=10, threshold=195.0, max_return=500.0)),
 )
 

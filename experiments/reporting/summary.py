@@ -229,8 +229,20 @@ def _curve(label: str, rows: pd.DataFrame, x: str, y: str) -> Curve | None:
         mean_interval(rows.loc[rows[x] == v, y], rows.loc[rows[x] == v, "seed"]) for v in xs))
 
 
-def _roles(arm: str, reference: str, decl: Declarations) -> tuple[str, ...]:
+def _perturbations(config: Mapping[str, Any]) -> list[str]:
+    """The oracle perturbations (registered with ``perturbation = True``, e.g.
+    ``induced_collapse``) among a resolved config's mitigations."""
+    from agents.mitigations import MITIGATIONS
+
+    names = (config.get("mitigations") or {}).get("names") or []
+    return [n for n in names if getattr(MITIGATIONS.get(n), "perturbation", False)]
+
+
+def _roles(arm: str, reference: str, decl: Declarations,
+           config: Mapping[str, Any] | None = None) -> tuple[str, ...]:
     roles = []
+    if config is not None and _perturbations(config):
+        roles.append("oracle perturbation")
     if reference == "fresh":
         roles.append("fresh reference")
     elif reference == "stationary":
@@ -270,7 +282,7 @@ def _arms(runs: pd.DataFrame, shifts: pd.DataFrame, frame: pd.DataFrame, decl: D
         steps = done["steps"].dropna() if "steps" in done else pd.Series(dtype=float)
         wall = done["wall_time"].dropna() if "wall_time" in done else pd.Series(dtype=float)
         n_shifts = int(arm_shifts.groupby("run_id").size().max()) if len(arm_shifts) else 0
-        out.append(Arm(arm, reference, _roles(arm, reference, decl), _seeds(done["seed"]),
+        out.append(Arm(arm, reference, _roles(arm, reference, decl, first), _seeds(done["seed"]),
                        len(done), len(members), describe_mitigations(first),
                        _shift_knobs(first),
                        bool(len(arm_shifts)) and bool(arm_shifts["oracle"].astype(bool).all()),

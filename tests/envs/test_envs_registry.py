@@ -18,7 +18,7 @@ def test_required_streams_registered():
         "plasticity/CartPoleDynamics-v0", "plasticity/AcrobotDynamics-v0", "plasticity/PendulumDynamics-v0",
         "plasticity/CartPoleRewardFlip-v0", "plasticity/CartPolePermutedObs-v0", "plasticity/CartPoleObsOffset-v0",
         "plasticity/MiniGridHiddenGoal-v0", "plasticity/MiniGridGoalShift-v0", "plasticity/MiniGridLayoutShift-v0",
-        "plasticity/MiniGridPermutedView-v0",
+        "plasticity/MiniGridPermutedView-v0", "plasticity/PermutedDigits-v0",
     }
     assert required <= set(STREAM_IDS)
     assert all(i in gym.registry for i in STREAM_IDS)

@@ -128,3 +128,10 @@ def test_episodes_fall_back_to_metrics_intervals(tmp_path):
     assert run.episodes_from_metrics and len(run.episodes["step"]) == 8
     assert json.loads((run_dir / "DONE").read_text())["steps"] == 4000
     assert run.episodes["return"].tolist() == [1.0] * 8
+
+
+def test_permuted_digits_adaptation_is_accuracy_against_an_absolute_threshold():
+    from experiments.analysis.adaptation import spec_for
+
+    spec = spec_for("plasticity/PermutedDigits-v0")
+    assert spec.threshold == 0.8 and spec.max_return == 1.0 and spec.window == 100

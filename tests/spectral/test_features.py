@@ -17,6 +17,7 @@ from spectral import (
     feature_rank,
     numerical_rank,
     redo_scores,
+    saturated_fraction,
     singular_values,
     srank,
     stable_rank,
@@ -125,6 +126,20 @@ def test_dead_and_zero_fraction_are_different_things():
     h = torch.tensor([[0.0, 1.0, 0.0], [0.0, 0.0, 2.0], [0.0, 3.0, 0.0]])
     assert dead_fraction(h) == pytest.approx(1 / 3)  # unit 0 is zero on every sample
     assert zero_fraction(h) == pytest.approx(6 / 9)  # 6 of 9 entries are zero
+
+
+def test_saturated_fraction_by_hand():
+    # unit 0: |z| > 3 on every row (one negative, sign flips count) -> saturated
+    # unit 1: 3.5, 2.0, 4.0 -> one row inside the bound -> not saturated
+    # unit 2: exactly 3.0 on one row -> not beyond the bound -> not saturated
+    # unit 3: -5 everywhere -> saturated
+    z = torch.tensor([[3.1, 3.5, 4.0, -5.0], [-4.0, 2.0, 3.0, -5.0], [10.0, 4.0, 9.0, -5.0]])
+    assert saturated_fraction(z, bound=3.0) == pytest.approx(2 / 4)
+    assert saturated_fraction(z, bound=1.0) == pytest.approx(4 / 4)
+    assert saturated_fraction(z, bound=5.0) == pytest.approx(0.0)
+    assert saturated_fraction(z) == saturated_fraction(z, bound=3.0)  # the default bound is 3
+    with pytest.raises(SpectralError, match="bound"):
+        saturated_fraction(z, bound=-1.0)
 
 
 def test_feature_norm_is_mean_row_norm():

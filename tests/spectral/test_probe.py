@@ -97,6 +97,25 @@ def test_default_keys_are_stable_and_match_the_functions():
     assert out["time/total"] >= out["time/hessian_top"] > 0
 
 
+def test_features_group_reports_saturated_fraction_for_tanh_layers_only():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 4), nn.ReLU(), nn.Linear(4, 1))
+    with torch.no_grad():
+        net[0].bias.copy_(torch.tensor([10.0, -10.0, 0.0, 0.0]))  # units 0, 1 saturated
+        net[0].weight.mul_(0.1)
+    x = torch.randn(16, 3)
+    out = probe(net, lambda: net(x).square().mean(), layers={"t": net[1], "r": net[3]},
+                inputs=x, metrics=["features"])
+    with torch.no_grad():
+        z = net[0](x)
+    assert (z[:, :2].abs() > 3).all() and not (z[:, 2:].abs() > 3).all(dim=0).any()
+    assert out["features/t/saturated_fraction"] == pytest.approx(0.5)
+    assert "features/r/saturated_fraction" not in out  # a ReLU layer: dead_fraction instead
+    loose = probe(net, lambda: net(x).square().mean(), layers={"t": net[1]}, inputs=x,
+                  metrics=["features"], config=ProbeConfig(saturation_bound=1e-9))
+    assert loose["features/t/saturated_fraction"] == pytest.approx(1.0)
+
+
 def test_full_set_and_bottom_from_one_lanczos_run():
     problem = mse_problem()
     cfg = ProbeConfig(top_k=3, lanczos_iters=200, lanczos_tol=1e-10, slq_probes=3, slq_iters=30)

@@ -29,10 +29,12 @@ def test_every_method_is_listed_with_a_description():
         "reset",
         "reset_on_switch",
         "spectral_norm_reg",
+        "induced_collapse",
     }
     assert set(listed) == expected == set(MITIGATIONS)
     assert all(desc for desc in listed.values())
     assert "ORACLE" in listed["reset_on_switch"]
+    assert "ORACLE PERTURBATION" in listed["induced_collapse"]
 
 
 def test_specs_by_name_and_table():
