@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import zlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -100,6 +100,19 @@ def agent_networks(method: str, agent: Any) -> dict[str, MLP]:
                 f"{type(net).__name__}"
             )
     return nets
+
+
+def chosen_networks(method: str, agent: Any, networks: str | Sequence[str]) -> dict[str, MLP]:
+    """The agent's networks a mitigation acts on: all of them (``"all"``) or the named ones
+    (an unknown name raises, listing the agent's networks)."""
+    nets = agent_networks(method, agent)
+    if networks == "all":
+        return nets
+    for name in networks:
+        if name not in nets:
+            raise AgentError(f"mitigation {method!r}: the agent has no network {name!r}; "
+                             "its networks: " + ", ".join(nets))
+    return {name: nets[name] for name in networks}
 
 
 def require_hidden_layers(method: str, nets: Mapping[str, MLP]) -> None:

@@ -42,7 +42,7 @@ import torch
 from torch import Tensor, nn
 
 from agents.base import AgentError, Mitigation
-from agents.mitigations._common import agent_networks, check_number, require_hidden_layers
+from agents.mitigations._common import check_number, chosen_networks, require_hidden_layers
 from agents.networks import MLP
 
 __all__ = ["InducedCollapse", "SUPPORTED_ACTIVATIONS", "collapse_layer", "unit_order"]
@@ -130,14 +130,7 @@ class InducedCollapse(Mitigation):
         self._obs: Tensor | None = None
 
     def _networks(self, agent: Any) -> dict[str, MLP]:
-        nets = agent_networks(self.name, agent)
-        if self.networks == "all":
-            return nets
-        for name in self.networks:
-            if name not in nets:
-                raise AgentError(f"mitigation {self.name!r}: the agent has no network {name!r}; "
-                                 "its networks: " + ", ".join(nets))
-        return {name: nets[name] for name in self.networks}
+        return chosen_networks(self.name, agent, self.networks)
 
     def attach(self, agent: Any) -> None:
         nets = self._networks(agent)

@@ -10,9 +10,9 @@ import torch
 
 from agents.base import AgentError, Batch, Mitigation
 from agents.mitigations._common import (
-    agent_networks,
     check_number,
     check_option,
+    chosen_networks,
     generator_state,
     make_generator,
     reset_adam_state,
@@ -99,14 +99,7 @@ class _LayerReset(Mitigation):
 
     def _networks(self, agent: Any) -> dict[str, MLP]:
         """The agent's networks this reset acts on (unknown names raise)."""
-        nets = agent_networks(self.name, agent)
-        if self.networks == "all":
-            return nets
-        for name in self.networks:
-            if name not in nets:
-                raise AgentError(f"mitigation {self.name!r}: the agent has no network {name!r}; "
-                                 "its networks: " + ", ".join(nets))
-        return {name: nets[name] for name in self.networks}
+        return chosen_networks(self.name, agent, self.networks)
 
     def attach(self, agent: Any) -> None:
         if self.generator is None:
