@@ -325,8 +325,8 @@ def _settings_section(tasks: pd.DataFrame, probes: pd.DataFrame, figures: Path) 
     n_tasks = int(t["task"].max()) + 1
     k = min(10, max(n_tasks // 5, 1))
     fig = f"pilots_{SETTINGS}_accuracy.png"
-    _curve_figure(t, "mean_return", "PermutedDigits, DQN, 1,500 updates a task: accuracy during "
-                  "each task (mean over seeds, 95% bootstrap band)", "accuracy (mean reward)", figures / fig)
+    _curve_figure(t, "mean_return", "PermutedDigits, DQN, 1,500 updates a task: accuracy per task\n"
+                  "(mean over seeds, 95% bootstrap band)", "accuracy (mean reward)", figures / fig)
     t = t.assign(kind=[_setting(a)[0] for a in t["arm"]], setting=[_setting(a)[1] for a in t["arm"]])
     settings = [s for s in SETTING_LABELS if s in set(t["setting"])]
     rows = []
