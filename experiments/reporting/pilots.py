@@ -44,8 +44,11 @@ __all__ = ["write_tables", "build", "main", "PROBE_KEYS"]
 PROBE_KEYS = re.compile(
     r"hessian/eps_rank_(paper|nodes)/rel[0-9.]+|hessian/(slq_max|eps_resolution_rel)|"
     r"features/hidden\.\d+/(effective_rank|feature_rank|dead_fraction|dormant_fraction|"
-    r"saturated_fraction)|trainability/(random|exact)_final_ratio")
+    r"saturated_fraction)|trainability/(random|exact)_final_ratio|"
+    r"hessian/eps_count(_fraction)?/rel[0-9.]+(_censored)?")
 DIGITS = ("pilot_digits_dqn", "pilot_digits_ppo")
+#: the second DQN round on PermutedDigits: arms ``continual[_<setting>]`` / ``fresh[_<setting>]``
+SETTINGS = "pilot_digits_dqn_settings"
 COLLAPSE = ("pilot_collapse_dqn_hidden_goal", "pilot_collapse_ppo_hidden_goal")
 RESAMPLES = 2_000
 EPS = (0.001, 0.01, 0.03, 0.1)
@@ -296,6 +299,82 @@ def _digits_section(tasks: pd.DataFrame, probes: pd.DataFrame, figures: Path) ->
                        "5th shift):\n\n" + _table(["arm"] + [label for _, label in keys], prow) + "\n")
     return "\n".join(out)
 
+#: what each setting of the second DQN round changes from its base (arm suffix -> label)
+SETTING_LABELS = {"base": "lr 1e-3, Adam β 0.9/0.999", "lr1e-2": "lr 1e-2, Adam β 0.9/0.999",
+                  "b0.99": "lr 1e-3, Adam β 0.99/0.99"}
+#: its probe columns at new-task init (fixed data): (key, label)
+SETTING_PROBES = (("features/hidden.1/dead_fraction", "dead fraction (hidden.1)"),
+                  ("features/hidden.1/feature_rank", "feature rank (hidden.1)"),
+                  ("hessian/eps_count/rel0.1", "ε-count, ε = 0.1·max abs λ"),
+                  ("hessian/eps_count/rel0.01", "ε-count, ε = 0.01·max abs λ"),
+                  ("trainability/exact_final_ratio", "trainability, exact-target ratio"))
+
+
+def _setting(arm: str) -> tuple[str, str]:
+    """``continual_lr1e-2`` -> ``("continual", "lr1e-2")``; a bare arm is the base setting."""
+    kind, _, setting = arm.partition("_")
+    return kind, setting or "base"
+
+
+def _settings_section(tasks: pd.DataFrame, probes: pd.DataFrame, figures: Path) -> str:
+    """Continual against fresh at each setting of :data:`SETTINGS`: accuracy early and late,
+    the per-seed slope of their gap over tasks, and the probes at init."""
+    t = tasks[tasks["pilot"] == SETTINGS] if len(tasks) else tasks
+    if t.empty:
+        return ""
+    n_tasks = int(t["task"].max()) + 1
+    k = min(10, max(n_tasks // 5, 1))
+    fig = f"pilots_{SETTINGS}_accuracy.png"
+    _curve_figure(t, "mean_return", "PermutedDigits, DQN, 1,500 updates a task: accuracy per task\n"
+                  "(mean over seeds, 95% bootstrap band)", "accuracy (mean reward)", figures / fig)
+    t = t.assign(kind=[_setting(a)[0] for a in t["arm"]], setting=[_setting(a)[1] for a in t["arm"]])
+    settings = [s for s in SETTING_LABELS if s in set(t["setting"])]
+    rows = []
+    for setting in settings:
+        c = t[(t["kind"] == "continual") & (t["setting"] == setting)]
+        f = t[(t["kind"] == "fresh") & (t["setting"] == setting)]
+        pair = c.merge(f, on=["seed", "task"], suffixes=("_c", "_f"))
+        pair["gap"] = pair["mean_return_c"] - pair["mean_return_f"]
+        row = [SETTING_LABELS[setting], len(pair["seed"].unique())]
+        for frame, column in ((c, "mean_return"), (f, "mean_return"), (pair, "gap")):
+            for part in (frame[frame["task"] < k], frame[frame["task"] >= n_tasks - k]):
+                row.append(_fmt(_boot(part[column].to_numpy(float), part["seed"].to_numpy())))
+        row.append(_fmt(_slope(pair, "gap")) if len(pair) else "-")
+        for frame in (c, f):
+            last = frame[frame["task"] >= n_tasks - k]
+            row.append(_fmt(_boot(last["final_return"].to_numpy(float), last["seed"].to_numpy())))
+        rows.append(row)
+    acc = _table(["setting", "seeds", f"continual, first {k} tasks", f"continual, last {k}",
+                  f"fresh, first {k}", f"fresh, last {k}", f"continual − fresh, first {k}",
+                  f"continual − fresh, last {k}", "slope of continual − fresh per 10 tasks",
+                  f"continual final quarter, last {k}", f"fresh final quarter, last {k}"], rows)
+    p = probes[(probes["pilot"] == SETTINGS) & (probes["phase"] == "init") & (probes["data"] == "fixed")
+               & (probes["network"] == "q")] if len(probes) else probes
+    out = [f"### `{SETTINGS}` (DQN, {n_tasks} tasks, continual and fresh at each setting)\n\n"
+           f"![accuracy per task](figures/{fig})\n\n" + acc + "\n"]
+    keys = [(c, label) for c, label in SETTING_PROBES if c in p and p[c].notna().any()]
+    if keys:
+        pfig = f"pilots_{SETTINGS}_probes.png"
+        _probe_figure(p, keys, "DQN `q` at new-task init, fixed data (held-out digits)", figures / pfig)
+        prow = []
+        for arm in sorted(p["arm"].unique(), key=lambda a: (list(SETTING_LABELS).index(_setting(a)[1])
+                                                            if _setting(a)[1] in SETTING_LABELS else 99, a)):
+            a = p[p["arm"] == arm]
+            early, late = a[a["task"] < n_tasks // 2], a[a["task"] >= n_tasks // 2]
+            cells = []
+            for c, _ in keys:
+                cell = f"{early[c].mean():.3g} / {late[c].mean():.3g}"
+                if f"{c}_censored" in a:  # share of lower bounds among the late probes
+                    cell += f" ({late[f'{c}_censored'].mean():.0%} censored)"
+                cells.append(cell)
+            prow.append([arm] + cells)
+        out.append(f"![probes at init](figures/{pfig})\n\nProbe means at init, tasks in the first half / "
+                   "second half (fixed data, network `q`, every switch; an ε-count whose Lanczos run did "
+                   "not close within its 100 products is a lower bound, and the share of such "
+                   "probes in the second half is given):\n\n"
+                   + _table(["arm"] + [label for _, label in keys], prow) + "\n")
+    return "\n".join(out)
+
 
 def _recovery(p: pd.DataFrame, net: str) -> str:
     """Dead (ReLU) fractions just after each switch (init, fixed data) and at the end of the
@@ -515,6 +594,8 @@ def build(tables: Path, out: Path) -> Path:
         "## Does continual lose plasticity on PermutedDigits?\n",
         _digits_section(tasks, probes, figures) if len(tasks) else "No PermutedDigits pilot ran.\n",
         sections.get("digits", ""),
+        _settings_section(tasks, probes, figures) if len(tasks) else "",
+        sections.get("settings", ""),
         "## The paper's form: R² of ε-rank at init against the task's accuracy\n",
         "Across arms × tasks (one point per run × task with an SLQ probe at its init), "
         "R² of a linear fit of the task's accuracy on its ε-rank at init (fixed data), for each "

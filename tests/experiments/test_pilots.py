@@ -17,6 +17,7 @@ PILOTS = Path(__file__).resolve().parents[2] / "experiments" / "studies" / "pilo
 #: (pilot file, the arms its smoke runs): the stream with its fresh reference and a kill dose;
 #: the hidden-goal dose response at its ends
 SMOKE = {"pilot_digits_dqn": ("continual", "fresh", "kill0.5"),
+         "pilot_digits_dqn_settings": ("continual_lr1e-2", "fresh_lr1e-2"),
          "pilot_collapse_dqn_hidden_goal": ("dose0", "dose0.9")}
 
 
@@ -45,6 +46,16 @@ def test_every_pilot_file_loads_with_the_issues_sizes():
         c = sweep.runs[0].config
         assert c["experiment"]["steps"] // c["env"]["period"] >= 50  # >= 50 tasks
         assert {r.config["experiment"]["seed"] for r in sweep.runs} == {0, 1, 2, 3, 4}
+    settings = load_sweep(PILOTS / "pilot_digits_dqn_settings.toml")
+    c = settings.runs[0].config
+    assert c["experiment"]["steps"] // c["env"]["period"] >= 50
+    by_arm = {}
+    for r in settings.runs:
+        by_arm.setdefault(r.config["experiment"]["arm"], set()).add(r.config["experiment"]["seed"])
+    assert all(seeds == {0, 1, 2} for seeds in by_arm.values())
+    # every setting has its continual arm and its fresh reference
+    assert {a.replace("continual", "fresh", 1) for a in by_arm if a.startswith("continual")} == {
+        a for a in by_arm if a.startswith("fresh")}
     for stem in ("pilot_collapse_dqn_hidden_goal", "pilot_collapse_ppo_hidden_goal"):
         sweep = load_sweep(PILOTS / f"{stem}.toml")
         doses = {r.config["mitigations"]["options"]["induced_collapse"]["dose"] for r in sweep.runs}
@@ -83,6 +94,7 @@ def test_pilots_report_is_rebuilt_from_its_tables_byte_for_byte(smoke, tmp_path)
     assert first.read_bytes() == second.read_bytes()
     text = first.read_text()
     for title in ("## Does continual lose plasticity on PermutedDigits?",
+                  "### `pilot_digits_dqn_settings`",
                   "## The paper's form", "## Induced collapse on the hidden-goal room",
                   "## What the pilots say for the next study's design"):
         assert title in text
