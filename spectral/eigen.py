@@ -29,7 +29,7 @@ from scipy.linalg import eigh_tridiagonal
 
 from spectral.errors import SpectralError
 from spectral.hvp import CurvatureOperator, HessianOperator
-from spectral.lanczos import LanczosIteration
+from spectral.lanczos import restarting_iteration
 from spectral.params import LossFn, Params
 
 WHICH = ("largest", "smallest", "magnitude", "both")
@@ -130,14 +130,7 @@ def lanczos_eigenvalues(
         raise SpectralError(
             f"max_iters={max_iters} is too small to resolve k={k} eigenvalues ({which})"
         )
-    it = LanczosIteration(
-        operator.matvec,
-        dim,
-        generator=generator,
-        dtype=dtype,
-        device=getattr(operator, "device", None),
-        restart=True,
-    )
+    it = restarting_iteration(operator, generator=generator, dtype=dtype)
     converged = False
     at_last_closure: np.ndarray | None = None  # wanted values when the last Krylov space closed
     while it.step():

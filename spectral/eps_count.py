@@ -50,7 +50,7 @@ from scipy.linalg import eigh_tridiagonal
 
 from spectral.errors import SpectralError
 from spectral.hvp import CurvatureOperator
-from spectral.lanczos import LanczosIteration
+from spectral.lanczos import LanczosIteration, restarting_iteration
 
 __all__ = ["EpsCount", "epsilon_counts"]
 
@@ -149,14 +149,7 @@ def epsilon_counts(
         raise SpectralError(f"tol must be > 0, got {tol!r}")
     dim = operator.dim
     max_iters = min(max_iters, dim)
-    it = LanczosIteration(
-        operator.matvec,
-        dim,
-        generator=generator,
-        dtype=dtype,
-        device=getattr(operator, "device", None),
-        restart=True,
-    )
+    it = restarting_iteration(operator, generator=generator, dtype=dtype)
     while it.step():
         m = it.num_steps
         if it.finished or m >= max_iters or m % check_every == 0:

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -244,6 +245,22 @@ class LanczosIteration:
             residual=self.residual,
             basis=self._buffer[:m].clone() if keep_basis else None,
         )
+
+
+def restarting_iteration(
+    operator: Any, *, generator: torch.Generator | None = None, dtype: torch.dtype = torch.float64
+) -> LanczosIteration:
+    """A :class:`LanczosIteration` over ``operator`` (anything with ``matvec``, ``dim`` and
+    optionally ``device``) that restarts in the complement when a Krylov space closes: the
+    form every extreme-eigenvalue search here uses."""
+    return LanczosIteration(
+        operator.matvec,
+        operator.dim,
+        generator=generator,
+        dtype=dtype,
+        device=getattr(operator, "device", None),
+        restart=True,
+    )
 
 
 def lanczos(
